@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Each builds its virtual environment
+# (.venv, or VENV=...) on first use and installs fastcam into it the way the README says.
+VENV ?= .venv
+BIN   = $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: demo test install dev lint bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+
+install: $(BIN)/python               ## fastcam and its runtime dependencies
+	$(BIN)/pip install -q -e .
+
+dev: $(BIN)/python                   ## + what the tests need (nbdev, pytest, peer libraries)
+	$(BIN)/pip install -q -e '.[dev]'
+
+demo: install                        ## the main job on the bundled data
+	$(BIN)/fastcam demo
+
+test: dev                            ## every notebook, then the pytest suite
+	$(BIN)/nbdev-test --n-workers 2 --timing
+	$(BIN)/pytest -q
+
+lint: dev                            ## notebooks clean, module and README in step with them
+	$(BIN)/nbdev-clean
+	$(BIN)/nbdev-export
+	$(BIN)/python tools/readme.py
+	@git status --porcelain -- nbs fastcam README.md | grep . && { echo 'lint: the lines above changed: run `make lint` and commit'; exit 1; } || echo 'lint: clean'
+
+bench: install                       ## speed and memory against the lower bound and the peers
+	$(BIN)/pip install -q grad-cam torchcam captum
+	$(BIN)/python bench/bench_gradcam.py

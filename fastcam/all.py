@@ -1,0 +1,5 @@
+"Everything a notebook needs: fastai's vision API and fastcam's public names, as `from fastcam.all import *`"
+from fastai.vision.all import *
+from .hooks import *
+from .cam import *
+from .vis import *
