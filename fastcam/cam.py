@@ -13,7 +13,7 @@ import torch
 from torch import nn, Tensor
 from fastai.layers import Flatten
 from fastai.vision.learner import has_pool_type
-from .hooks import Hook, GraphCut, n_hooks
+from .hooks import Hook, GraphCut
 
 # %% auto #0
 __all__ = ['body_and_head', 'get_layer', 'as_found', 'cam_weights', 'cam_maps', 'layer_grads', 'gradcam_maps']
