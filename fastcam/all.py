@@ -3,3 +3,6 @@ from fastai.vision.all import *
 from .hooks import *
 from .cam import *
 from .vis import *
+from .data import *
+from .learner import *
+from .callback import *

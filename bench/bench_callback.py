@@ -1,0 +1,55 @@
+"""What `TopLossCAM` costs during training, measured in one run on the bundled pets (64 px, resnet18 body from scratch).
+
+Time: `fine_tune(1)` with and without the callback, alternating, median of `--reps` (goal: ≤ 2 % extra).
+Memory: the peak RSS of a fresh process over one epoch, with the callback minus without, for two validation-set sizes
+(goal: the same for both: the callback holds k items, not the validation set). Run `python bench/bench_callback.py`."""
+import argparse, json, re, statistics, subprocess, sys, tempfile, time, warnings
+warnings.filterwarnings('ignore')
+
+def peak_mb(): return int(re.search(r'VmHWM:\s+(\d+)', open('/proc/self/status').read()).group(1)) / 1024
+def reset_peak(): open('/proc/self/clear_refs', 'w').write('5')   # Linux: the peak RSS starts again from now
+
+def learner(n, valid_pct, with_cb, path, seed=0):
+    from fastcam.all import pets_dls, cam_learner, resnet18, set_seed
+    set_seed(seed)
+    dls = pets_dls(n=n, size=64, bs=32, valid_pct=valid_pct, num_workers=0, path=path)
+    learn = cam_learner(dls, resnet18, pretrained=False, path=tempfile.mkdtemp())
+    if not with_cb: learn.remove_cb(learn.top_loss_cam)
+    return learn
+
+def child(n, valid_pct, with_cb, path):
+    "One epoch in this fresh process; print the peak RSS over it"
+    learn = learner(n, valid_pct, with_cb, path)
+    learn.dls.one_batch()
+    reset_peak(); base = peak_mb()
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 3e-3)
+    print(json.dumps(dict(peak=peak_mb() - base, valid=len(learn.dls.valid_ds))))
+
+def main(reps, n):
+    from fastcam.all import bundled_pets
+    path = bundled_pets(n, 64)
+    times = {True: [], False: []}
+    for _ in range(reps):
+        for with_cb in (False, True):
+            learn = learner(n, 0.2, with_cb, path)
+            with learn.no_bar(), learn.no_logging():
+                t = time.perf_counter(); learn.fine_tune(1); times[with_cb].append(time.perf_counter() - t)
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    print(f'fine_tune(1) (from scratch: two epochs), {n} images at 64 px, median of {reps}: without {off:.2f} s, with TopLossCAM {on:.2f} s '
+          f'({on / off:.3f}x, {100 * (on / off - 1):+.1f} %)')
+    for valid_pct in (0.2, 0.8):
+        peaks = {}
+        for with_cb in (False, True):
+            r = subprocess.run([sys.executable, __file__, '--child', str(n), str(valid_pct), str(int(with_cb)), str(path)],
+                               capture_output=True, text=True, check=True)
+            peaks[with_cb] = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"validation set of {peaks[True]['valid']:4d} images: peak RSS over the epoch {peaks[False]['peak']:.0f} MB without, "
+              f"{peaks[True]['peak']:.0f} MB with the callback ({peaks[True]['peak'] - peaks[False]['peak']:+.0f} MB)")
+
+if __name__ == '__main__':
+    if len(sys.argv) > 1 and sys.argv[1] == '--child':
+        child(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == '1', sys.argv[5]); sys.exit()
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument("--reps", type=int, default=3); p.add_argument('--n', type=int, default=1000)
+    a = p.parse_args()
+    main(a.reps, a.n)

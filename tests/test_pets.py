@@ -1,0 +1,67 @@
+"The headline session, offline, as the README gives it; and the callback when training is interrupted."
+import warnings
+import pytest
+import torch
+from fastcam.all import *
+from fastcam.callback import TopLossCAM, load_cams
+import fastcam.callback as fcb
+
+def test_headline_session():
+    "pets_dls → cam_learner(resnet34) → fine_tune(1) → show_cam, offline: ≤ 5 % error, the top losses shown and saved"
+    dls = pets_dls()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        learn = cam_learner(dls, resnet34, metrics=error_rate)
+    if not learn.pretrained:                           # offline (CI): it says so, and trains from scratch
+        assert any('no pretrained weights for resnet34' in str(o.message) for o in w)
+    with learn.no_bar(): learn.fine_tune(1)
+    with learn.no_bar(): err = learn.validate()[1]
+    assert err <= 0.05
+    axs = learn.show_cam()
+    res = learn.top_loss_cam.result
+    assert [ax.get_title() for ax in axs] == res.titles() and len(res) == 9
+    with learn.no_bar(): _, _, losses = learn.get_preds(with_loss=True)
+    assert res.idxs.tolist() == losses.topk(9).indices.tolist()
+    saved = load_cams(learn.path/'cams')
+    assert torch.equal(saved.maps, res.maps) and saved.items == [str(o) for o in res.items]
+    assert n_hooks(learn.model) == 0
+
+@pytest.fixture
+def small(tmp_path):
+    dls = pets_dls(n=120, size=64, path=tmp_path, bs=16, num_workers=0)
+    return cam_learner(dls, resnet18, pretrained=False), tmp_path
+
+class Interrupt(Callback):
+    "Raise `exc` on the second validation batch"
+    order = 70
+    def __init__(self, exc): self.exc = exc
+    def after_batch(self):
+        if not self.training and self.iter == 1: raise self.exc
+
+@pytest.mark.parametrize('exc', [KeyboardInterrupt, CancelFitException])
+def test_interrupted_validation_leaves_nothing(small, exc):
+    learn, path = small
+    with learn.no_bar(), learn.no_logging():
+        if exc is KeyboardInterrupt:
+            with pytest.raises(KeyboardInterrupt): learn.fit(1, cbs=Interrupt(exc))
+        else: learn.fit(1, cbs=Interrupt(exc))
+    assert n_hooks(learn.model) == 0
+    assert learn.top_loss_cam.result is None and not (path/'cams').exists()
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)           # the next fit works as usual
+    assert len(load_cams(path/'cams')) == 9
+
+def test_failed_save_keeps_the_previous_maps(small, monkeypatch):
+    learn, path = small
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    before = load_cams(path/'cams')
+    calls = []
+    def broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3: raise OSError('disk full')
+        return fcb.__dict__['_overlay_ok'](*args, **kwargs)
+    monkeypatch.setitem(fcb.__dict__, '_overlay_ok', fcb.overlay)
+    monkeypatch.setattr(fcb, 'overlay', broken)
+    with learn.no_bar(), learn.no_logging(), pytest.raises(OSError, match='disk full'): learn.fit(1)
+    after = load_cams(path/'cams')
+    assert torch.equal(after.maps, before.maps) and after.items == before.items
+    assert [p.name for p in path.iterdir() if p.name.startswith('.cams')] == []   # no half-written folder left
