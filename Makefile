@@ -32,3 +32,4 @@ lint: dev                            ## notebooks clean, module and README in st
 bench: install                       ## speed and memory against the lower bound and the peers
 	$(BIN)/pip install -q grad-cam torchcam captum
 	$(BIN)/python bench/bench_gradcam.py
+	$(BIN)/python bench/bench_callback.py
