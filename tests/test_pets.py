@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 from fastcam.all import pets_dls, cam_learner, resnet18, resnet34, error_rate, n_hooks, Callback, CancelFitException
-from fastcam.callback import TopLossCAM, load_cams
+from fastcam.callback import load_cams
 import fastcam.callback as fcb
 
 def test_headline_session():
