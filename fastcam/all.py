@@ -6,3 +6,4 @@ from .vis import *
 from .data import *
 from .learner import *
 from .callback import *
+from .metrics import *
