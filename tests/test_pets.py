@@ -67,3 +67,14 @@ def test_failed_save_keeps_the_previous_maps(small, monkeypatch):
     after = load_cams(path/'cams')
     assert torch.equal(after.maps, before.maps) and after.items == before.items
     assert [p.name for p in path.iterdir() if p.name.startswith('.cams')] == []   # no half-written folder left
+
+def test_show_cam_error_leaves_model_as_it_was(small):
+    "`show_cam` hooks the model after running the validation set: a bad layer there leaves no hook and no gradient"
+    learn, _ = small
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    m = learn.model
+    for p in m[0][0].parameters(): p.requires_grad_(False)
+    state = lambda: ([x.training for x in m.modules()], [p.requires_grad for p in m.parameters()], [None if p.grad is None else p.grad.sum().item() for p in m.parameters()], n_hooks(m))
+    before = state()
+    with learn.no_bar(), pytest.raises(ValueError, match='`layer` 12 is out of range'): learn.show_cam(method='gradcam', layer=12)
+    assert state() == before
