@@ -48,3 +48,35 @@ def test_no_grad_and_frozen(r34, xb):
         for p in r34.parameters(): p.requires_grad_(True)
     torch.testing.assert_close(got, expected)
     assert all(p.grad is None for p in r34.parameters())
+
+# Grad-CAM's variants against torchcam ------------------------------------------------------------------------------
+
+A = torch.tensor([[[1., 2], [0, 1]], [[1, -1], [1, -1]]], dtype=torch.float64)[None]    # 1×2×2×2, ΣA = 4 and 0
+G = torch.tensor([[[1., -1], [2, 0]], [[3, 0], [0, -2]]], dtype=torch.float64)          # the gradient at the layer
+
+def toy():
+    "Layer 0 outputs its input (a 1×1 identity conv, which torchcam can hook); the class-0 score is Σ G·A"
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 1, bias=False), torch.nn.Flatten(), torch.nn.Linear(8, 2, bias=False)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.eye(2)[:, :, None, None]); net[2].weight.copy_(torch.stack([G.flatten(), torch.zeros(8)]))
+    return net.eval()
+
+def test_gradcampp_is_the_formula_and_torchcam_is_not():
+    "Grad-CAM++ weights on the toy, by hand: 11/30 and 3/2. torchcam's GradCAMpp gives Σ g²·relu(g) = 9 and 27"
+    from torchcam.methods import GradCAMpp
+    net = toy()
+    ours = gradcam_maps(net, A, target=0, layer=0, method='gradcam++')[0]
+    torch.testing.assert_close(ours, 11/30 * A[0, 0] + 3/2 * A[0, 1], rtol=1e-12, atol=1e-12)
+    with GradCAMpp(net, target_layer=net[0], input_shape=(2, 2, 2)) as ext:
+        theirs = ext(0, net(A), normalized=False)[0][0]
+    torch.testing.assert_close(theirs, (9 * A[0, 0] + 27 * A[0, 1]).relu(), rtol=1e-12, atol=1e-12)   # the defect, pinned
+    assert not torch.allclose(theirs, ours.relu())
+
+@pytest.mark.parametrize('method,name', [('xgradcam', 'XGradCAM'), ('layercam', 'LayerCAM')])
+@pytest.mark.parametrize('layer', ['layer4', 'layer3'])
+def test_torchcam_variants_agree(r34, xb, method, name, layer):
+    import torchcam.methods as tcm
+    with getattr(tcm, name)(r34, target_layer=layer) as ext:
+        theirs = torch.stack([ext(t, r34(xb[i:i+1]), normalized=False)[0][0] for i, t in enumerate(TARGETS)])
+    r34.zero_grad(set_to_none=True)
+    torch.testing.assert_close(gradcam_maps(r34, xb, target=TARGETS, layer=layer, method=method).relu(), theirs, rtol=1e-9, atol=1e-9)
