@@ -46,7 +46,7 @@ def test_command_end_to_end(exported, tmp_path):
 @pytest.mark.parametrize('args, message', [
     (('nope.pkl', 'imgs'), "fastcam explain: no learner file 'nope.pkl'"),
     (('model.pkl', 'empty'), 'fastcam explain: no image files in empty: give image files or folders that hold some'),
-    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown --method 'lime': use one of cam, gradcam"),
+    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown --method 'lime': use one of cam, gradcam, gradcam++, xgradcam, hirescam, layercam, scorecam"),
     (('model.pkl', 'imgs', '--method', 'gradcam', '--layer', '12'), 'fastcam explain: --layer: `layer` 12 is out of range: the body has 7 groups'),
     (('model.pkl', 'imgs', '--target', 'dog'), "fastcam explain: unknown --target 'dog': use 'predicted', a class of ['False', 'True'] or its index"),
     (('pets/boxes.csv', 'imgs'), "fastcam explain: cannot load the learner 'pets/boxes.csv'"),
@@ -111,3 +111,15 @@ def test_odd_images(exported, tmp_path, monkeypatch):
     grey = np.load(tmp_path/'out'/idx.map_file['grey.png'])
     np.testing.assert_allclose(np.load(tmp_path/'out'/idx.map_file['deep.png']), grey, rtol=1e-5, atol=1e-5)   # 16-bit read as 8-bit
     np.testing.assert_allclose(np.load(tmp_path/'out'/idx.map_file['float.tif']), grey, rtol=1e-5, atol=1e-5)  # float in [0, 1] too
+
+@pytest.mark.parametrize('method', ['hirescam', 'scorecam'])
+def test_any_method(exported, tmp_path, method):
+    "`--method` takes every method; the saved maps are that method's"
+    d, learn = exported
+    files = sorted((d/'imgs').iterdir())[:5]
+    idx = cli.explain(str(d/'model.pkl'), *map(str, files), out=str(tmp_path), method=method, layer='-2', bs=2)
+    assert (idx.status == 'ok').all() and (idx.method == method).all()
+    x = learn.dls.test_dl([cli.load_rgb(f) for f in files]).one_batch()[0]
+    maps = class_maps(learn.model, x, None, method, -2)
+    saved = torch.stack([torch.tensor(np.load(tmp_path/f)) for f in idx.map_file])
+    torch.testing.assert_close(saved, maps, rtol=1e-4, atol=1e-4 * maps.abs().max().item())

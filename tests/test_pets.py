@@ -78,3 +78,23 @@ def test_show_cam_error_leaves_model_as_it_was(small):
     before = state()
     with learn.no_bar(), pytest.raises(ValueError, match='`layer` 12 is out of range'): learn.show_cam(method='gradcam', layer=12)
     assert state() == before
+
+def _valid_x(learn):
+    return torch.cat([x.as_subclass(torch.Tensor) for x, _ in learn.dls.valid])
+
+@pytest.mark.parametrize('method', ['gradcam++', 'scorecam'])
+def test_callback_and_show_cam_take_any_method(small, method):
+    "`TopLossCAM(method=...)` keeps that method's maps of its items; `show_cam(method=...)` makes them on demand"
+    from fastcam.cam import class_maps
+    from fastcam.callback import TopLossCAM
+    learn, path = small
+    learn.remove_cb(learn.top_loss_cam)
+    learn.add_cb(TopLossCAM(k=4, method=method, layer=-2, target='actual'))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    res, x = learn.top_loss_cam.result, _valid_x(learn)
+    assert res.method == method and len(res) == 4
+    torch.testing.assert_close(res.maps, class_maps(learn.model, x[res.idxs], res.actual, method, -2).cpu())
+    assert load_cams(path/'cams').method == method
+    with learn.no_bar(): axs, shown = learn.show_cam(k=3, method='layercam', layer=-2), learn.top_losses_cam(3, 'layercam', -2, 'actual')
+    assert shown.method == 'layercam' and [ax.get_title() for ax in axs] == shown.titles()
+    torch.testing.assert_close(shown.maps, class_maps(learn.model, x[shown.idxs], shown.actual, 'layercam', -2).cpu())
