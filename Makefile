@@ -33,3 +33,4 @@ bench: install                       ## speed and memory against the lower bound
 	$(BIN)/pip install -q grad-cam torchcam captum
 	$(BIN)/python bench/bench_gradcam.py
 	$(BIN)/python bench/bench_callback.py
+	$(BIN)/python bench/bench_methods.py
