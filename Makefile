@@ -6,7 +6,9 @@ PYTHON ?= python3
 
 .PHONY: demo test install dev lint bench
 
-$(BIN)/python:
+$(BIN)/python:                       ## torch's CUDA build makes the environment about 6.5 GB: say so before pip runs out of room
+	@free=$$(df -Pk $(dir $(abspath $(VENV))) | awk 'NR==2 {print int($$4/1048576)}'); [ "$$free" -ge 8 ] || { \
+	  echo "fastcam's virtual environment needs about 8 GB free here (torch with its CUDA packages); $$free GB are free. Free some space (old clones and their .venv folders) and run again."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 
@@ -34,3 +36,4 @@ bench: install                       ## speed and memory against the lower bound
 	$(BIN)/python bench/bench_gradcam.py
 	$(BIN)/python bench/bench_callback.py
 	$(BIN)/python bench/bench_methods.py
+	$(BIN)/python bench/bench_train.py

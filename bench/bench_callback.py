@@ -1,6 +1,7 @@
 """What `TopLossCAM` costs during training, measured in one run on the bundled pets (64 px, resnet18 body from scratch).
 
-Time: `fine_tune(1)` with and without the callback, alternating, median of `--reps` (goal: ≤ 2 % extra).
+Time: `fine_tune(1, freeze_epochs=1)` (two epochs) with and without the callback, alternating, median of `--reps`, and the
+time spent inside the callback's own events, which is what it adds (goal: ≤ 2 % extra).
 Memory: the peak RSS of a fresh process over one epoch, with the callback minus without, for two validation-set sizes
 (goal: the same for both: the callback holds k items, not the validation set). Run `python bench/bench_callback.py`."""
 import argparse, json, re, statistics, subprocess, sys, tempfile, time, warnings
@@ -25,18 +26,32 @@ def child(n, valid_pct, with_cb, path):
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 3e-3)
     print(json.dumps(dict(peak=peak_mb() - base, valid=len(learn.dls.valid_ds))))
 
+def timed(cls, names, spent):
+    "Wrap `cls`'s methods `names` so that the seconds spent in them add up in `spent`"
+    for name in names:
+        def wrap(f):
+            def g(self, *args, **kwargs):
+                t = time.perf_counter()
+                try: return f(self, *args, **kwargs)
+                finally: spent.append(time.perf_counter() - t)
+            return g
+        setattr(cls, name, wrap(getattr(cls, name)))
+
 def main(reps, n):
-    from fastcam.all import bundled_pets
+    from fastcam.all import bundled_pets, TopLossCAM
     path = bundled_pets(n, 64)
-    times = {True: [], False: []}
+    times, spent = {True: [], False: []}, []
+    timed(TopLossCAM, ('before_fit', 'before_train', 'before_validate', 'after_batch', 'after_validate', 'after_fit'), spent)
     for _ in range(reps):
         for with_cb in (False, True):
             learn = learner(n, 0.2, with_cb, path)
             with learn.no_bar(), learn.no_logging():
-                t = time.perf_counter(); learn.fine_tune(1); times[with_cb].append(time.perf_counter() - t)
+                t = time.perf_counter(); learn.fine_tune(1, freeze_epochs=1); times[with_cb].append(time.perf_counter() - t)
     off, on = statistics.median(times[False]), statistics.median(times[True])
-    print(f'fine_tune(1) (from scratch: two epochs), {n} images at 64 px, median of {reps}: without {off:.2f} s, with TopLossCAM {on:.2f} s '
+    print(f'fine_tune(1, freeze_epochs=1) (from scratch: two epochs), {n} images at 64 px, median of {reps}: without {off:.2f} s, with TopLossCAM {on:.2f} s '
           f'({on / off:.3f}x, {100 * (on / off - 1):+.1f} %)')
+    own = sum(spent) / reps
+    print(f"time spent inside TopLossCAM's own events: {own:.2f} s per fit, {100 * own / on:.1f} % of the fit with it")
     for valid_pct in (0.2, 0.8):
         peaks = {}
         for with_cb in (False, True):

@@ -68,7 +68,7 @@ def localisation(n, epochs):
     from fastcam.metrics import localisation_report
     set_seed(0, reproducible=True)
     dls = pets_dls(bs=32, num_workers=0)
-    learn = cam_learner(dls, resnet18, pretrained=False, metrics=error_rate, path=tempfile.mkdtemp(), cbs=[])
+    learn = cam_learner(dls, resnet18, pretrained=False, metrics=error_rate, path=tempfile.mkdtemp(), cbs=[], bf16=False)   # float32, as the table the README quotes
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 3e-3)
     with learn.no_bar(): err = learn.validate()[1]
     print(f'\nlocalisation on the bundled pets (96 px): resnet18 body to layer3, {epochs} epochs from scratch, error {err:.4f}; '

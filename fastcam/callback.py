@@ -94,7 +94,7 @@ class TopLossCAM(Callback):
         if method not in METHODS: raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, METHODS))}")
         if target not in ('predicted', 'actual'): raise ValueError(f"`target` must be 'predicted' or 'actual', not {target!r}")
         if k < 1: raise ValueError(f"`k` must be at least 1, not {k}")
-        store_attr(); self.result, self.fitting, self.collect = None, False, False
+        store_attr(); self.result, self.fitting, self.collect, self.done = None, False, False, None
 
     def before_fit(self):                                              # fastai calls it around `validate` too
         get_layer(self.learn.model, self.layer)                         # a wrong layer or head: say so before training

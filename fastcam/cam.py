@@ -216,12 +216,15 @@ def _scorecam(model, x, target, layer, bs=32):
         with Hook(m) as hook: out = model(x)
         act, t = _feature_map(model, m, hook.stored), _targets(out, target)   # act: B×K×h×w
         B, K = act.shape[:2]
+        zero = (act == 0).flatten(2).all(2).flatten()                          # channels that mask the image to black
         scores = act.new_empty(B * K)                                          # the score of each (image, channel)
-        for i in range(0, B * K, bs):
-            n = torch.arange(i, min(i + bs, B * K), device=act.device)         # flat (image, channel) pairs
+        if zero.any(): scores[zero] = model(torch.zeros_like(x[:1]))[0, t.repeat_interleave(K)[zero]].to(scores)
+        live = zero.logical_not().nonzero()[:, 0]                              # flat (image, channel) pairs
+        for i in range(0, len(live), bs):
+            n = live[i:i + bs]
             up = F.interpolate(act[n // K, n % K][:, None], x.shape[-2:], mode='bilinear', align_corners=True)
             lo, hi = up.amin((2,3), keepdim=True), up.amax((2,3), keepdim=True)
-            scores[i:i + bs] = model(x[n // K] * (up - lo) / (hi - lo + 1e-8)).gather(1, t[n // K, None])[:, 0]
+            scores[n] = model(x[n // K] * (up - lo) / (hi - lo + 1e-8)).gather(1, t[n // K, None])[:, 0].to(scores)
     return torch.einsum('bk,bkij->bij', scores.view(B, K).softmax(1), act), out   # b=batch k=channels ij=map
 
 # %% ../nbs/01_cam.ipynb #3585b60b

@@ -20,8 +20,8 @@ from fastai.learner import load_learner
 from .hooks import n_hooks
 from .cam import class_maps, cam_maps, cam_weights, get_layer, METHODS
 from .vis import overlay
-from .metrics import pointing_game, centre_maps
-from .data import pets_dls, pets_boxes
+from .metrics import localisation_report
+from .data import pets_dls
 from .learner import cam_learner
 from .callback import TopLossCAM
 
@@ -29,23 +29,17 @@ from .callback import TopLossCAM
 __all__ = ['COMMANDS', 'demo', 'load_rgb', 'explain', 'main']
 
 # %% ../nbs/07_cli.ipynb #79488fbb
-def _evaluate(learn, dl, size, gradcam_layer):
-    "Error rate, CAM identity error and pointing games over `dl`, with each image's actual class"
-    boxes, errs, idn, maps = pets_boxes(dl), [], [], dict(cam=[], gradcam=[])
-    b = cam_weights(learn.model)[1]
+def _evaluate(learn, dl, gradcam_layer):
+    "Error rate and CAM identity error over `dl`; where CAM and Grad-CAM of each image's actual class point (`localisation_report`)"
+    b, errs, idn = cam_weights(learn.model)[1], [], []
     for x, y in dl:
         x, y = x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor)
-        cams = cam_maps(learn.model, x)                                        # bs×classes×h×w
         with torch.no_grad(): logits = learn.model.eval()(x)
-        idn.append((cams.mean((2, 3)) + b - logits).abs().max())
+        idn.append((cam_maps(learn.model, x).mean((2, 3)) + b - logits).abs().max())
         errs.append(logits.argmax(1) != y)
-        maps['cam'].append(cams[torch.arange(len(y)), y])
-        maps['gradcam'].append(class_maps(learn.model, x, y, 'gradcam', gradcam_layer))
-    maps = {k: torch.cat(v) for k, v in maps.items()}
-    pg = {k: round(pointing_game(v, boxes, size).float().mean().item(), 4) for k, v in maps.items()}
-    pg['centre'] = round(pointing_game(centre_maps(maps['cam']), boxes, size).float().mean().item(), 4)
+    rep = localisation_report(learn, dl, ['cam', 'gradcam'], gradcam_layer).round(4)
     return dict(error_rate=round(torch.cat(errs).float().mean().item(), 4), cam_identity_max_error=torch.stack(idn).max().item(),
-                pointing_game=pg, map_sizes=dict(cam=list(maps['cam'].shape[1:]), gradcam=list(maps['gradcam'].shape[1:])))
+                map_sizes=rep['map'].drop('centre').to_dict(), **{c: rep[c].to_dict() for c in ('pointing_game', 'mean_iou', 'iou_50')})
 
 # %% ../nbs/07_cli.ipynb #a2ffc07a
 _ARCHS = ('resnet18', 'resnet34', 'resnet50')
@@ -53,13 +47,14 @@ _ARCHS = ('resnet18', 'resnet34', 'resnet50')
 @call_parse
 def demo(out:str='fastcam_demo', # folder for the top-loss maps, their grid and summary.json
          arch:str='resnet18', # the body: resnet18, resnet34 or resnet50 (trained from scratch)
-         epochs:int=4, # one-cycle epochs
+         epochs:int=6, # one-cycle epochs
          lr:float=3e-3, # peak learning rate
          n:int=2000, # images in the bundled set (80 % train, 20 % validation)
          size:int=96, # image side in pixels
          bs:int=32, # batch size
          k:int=9, # top-loss images to save
          seed:int=0, # for the weights and the batches (the split is the chapter's, seed 21)
+         fp32:bool=False, # train in float32 even where the CPU computes bfloat16 natively
         ):
     "Train a cats-vs-dogs classifier on the bundled pets, save its top-loss maps, and measure where CAM and Grad-CAM point"
     import torchvision.models as tvm
@@ -69,11 +64,12 @@ def demo(out:str='fastcam_demo', # folder for the top-loss maps, their grid and 
     set_seed(seed, reproducible=True)
     dls = pets_dls(n=n, size=size, bs=bs)
     t_data = time.time() - t0
-    learn = cam_learner(dls, getattr(tvm, arch), pretrained=False, metrics=error_rate, path=out, cbs=TopLossCAM(k=k))
+    learn = cam_learner(dls, getattr(tvm, arch), pretrained=False, metrics=error_rate, path=out, cbs=TopLossCAM(k=k),
+                        bf16=False if fp32 else None)
     learn.fit_one_cycle(epochs, lr)
     t_train = time.time() - t0 - t_data
-    res = dict(arch=arch, epochs=epochs, images=dict(train=len(dls.train_ds), valid=len(dls.valid_ds), size=size),
-               **_evaluate(learn, dls.valid, size, gradcam_layer=-2), hooks_left=n_hooks(learn.model),
+    res = dict(arch=arch, epochs=epochs, bfloat16=learn.bf16, images=dict(train=len(dls.train_ds), valid=len(dls.valid_ds), size=size),
+               **_evaluate(learn, dls.valid, gradcam_layer=-2), hooks_left=n_hooks(learn.model),
                seconds=dict(data=round(t_data, 1), train=round(t_train, 1), total=round(time.time() - t0, 1)),
                top_losses=str(out/'cams'))
     matplotlib.use('Agg')

@@ -7,6 +7,7 @@ Docs: https://fastcam.github.io/fastcam/learner.html.md"""
 # %% ../nbs/04_learner.ipynb #236b8a18
 from __future__ import annotations
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 import torch
@@ -62,15 +63,39 @@ def _body(model, n_in, pretrained, cut, min_map, size, default_cut=None):
     return body
 
 # %% ../nbs/04_learner.ipynb #9fe95abe
-class CAMLearner(Learner):
-    "A `Learner` whose `fine_tune` trains every layer on one schedule when the model starts from random weights"
-    @delegates(Learner.fit_one_cycle)
-    def fine_tune(self, epochs, base_lr=2e-3, freeze_epochs=1, lr_mult=100, pct_start=0.3, div=5.0, **kwargs):
-        if getattr(self, 'pretrained', True):
-            return super().fine_tune(epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, **kwargs)
-        self.fit_one_cycle(freeze_epochs + epochs, base_lr, **kwargs)
+def _native_bf16()->bool:
+    "Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so that autocast speeds training up"
+    try: return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    except AttributeError: return False                                    # a torch without these checks: assume not
+
+@contextmanager
+def _bf16_forward(model:nn.Module):
+    "Forward passes of `model` in CPU bfloat16 autocast, each output back in float32; nothing left behind, even on an error"
+    entered = []
+    def pre(m, args): entered.append(torch.autocast('cpu', dtype=torch.bfloat16)); entered[-1].__enter__()
+    def post(m, args, out): entered.pop().__exit__(None, None, None); return out.float() if isinstance(out, Tensor) else out
+    hooks = [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
+    try: yield
+    finally:
+        for h in hooks: h.remove()
+        while entered: entered.pop().__exit__(None, None, None)
 
 # %% ../nbs/04_learner.ipynb #11cd9ca9
+class CAMLearner(Learner):
+    "A `Learner` that trains every layer on one schedule when the model starts from random weights, in bfloat16 on a CPU that has it"
+    bf16 = False
+    @delegates(Learner.fit_one_cycle)
+    def fine_tune(self, epochs, base_lr=2e-3, freeze_epochs=None, lr_mult=100, pct_start=0.3, div=5.0, **kwargs):
+        "fastai's `fine_tune` on pretrained weights; from scratch, one `fit_one_cycle` of `freeze_epochs` (default 4) + `epochs` over the whole model"
+        if getattr(self, 'pretrained', True):
+            return super().fine_tune(epochs, base_lr, ifnone(freeze_epochs, 1), lr_mult, pct_start, div, **kwargs)
+        self.fit_one_cycle(ifnone(freeze_epochs, 4) + epochs, base_lr, **kwargs)
+
+    def _do_one_batch(self):
+        if not (self.bf16 and getattr(self, 'training', False) and self.xb[0].device.type == 'cpu'): return super()._do_one_batch()
+        with _bf16_forward(self.model): super()._do_one_batch()
+
+# %% ../nbs/04_learner.ipynb #fa9b1db6
 @delegates(vision_learner, but=['cut', 'custom_head', 'concat_pool', 'pool', 'lin_ftrs', 'first_bn', 'bn_final', 'lin_first', 'y_range'])
 def cam_learner(dls, # the data, e.g. `pets_dls()`
                 arch, # a torchvision-style model function, e.g. `resnet34`
@@ -85,6 +110,7 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
                 splitter=None, # parameter groups: default the arch's when pretrained, one group otherwise
                 cbs=None, # callbacks; a `TopLossCAM` is added unless one is given
                 n_in:int=3, # input channels
+                bf16:bool=None, # train in bfloat16 autocast on the CPU; None: where the CPU computes bfloat16 natively
                 **kwargs)->CAMLearner:
     "A vision `Learner` whose head is GAP → Linear (so `cam_maps` is exact), with the `TopLossCAM` callback"
     from fastcam.callback import TopLossCAM                       # the callback is built on this module
@@ -101,6 +127,7 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
     splitter = ifnone(splitter, meta['split'] if pretrained else trainable_params)
     learn = CAMLearner(dls, nn.Sequential(body, head), splitter=splitter, cbs=cbs, **kwargs)
     if pretrained: learn.freeze()
+    learn.bf16 = _native_bf16() if bf16 is None else bf16
     store_attr('arch,normalize,n_out,pretrained', self=learn)
     return learn
 

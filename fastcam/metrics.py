@@ -14,7 +14,7 @@ from torch import nn
 from scipy import ndimage, stats
 from torchvision.transforms.functional import gaussian_blur
 from fastprogress.fastprogress import progress_bar
-from .cam import METHODS, class_maps, cam_weights, get_layer, as_found, _batch, _targets
+from .cam import METHODS, body_and_head, class_maps, cam_weights, get_layer, as_found, _batch, _name_of, _targets
 from .vis import upsample_maps, normalize_maps
 from .data import pets_boxes
 
@@ -121,7 +121,6 @@ def _rank_corr(a, b):
 
 def _top_down(model):
     "The model's parts that hold parameters, from the output back: the head's layers, then the body's groups"
-    from fastcam.cam import body_and_head
     body, head = body_and_head(model)
     names = {m: n for n, m in model.named_modules()}
     return [(names[m], m) for m in [*head[::-1], *list(body)[::-1]] if any(True for _ in m.parameters())]
@@ -173,7 +172,7 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
     for m in methods:
         mp = torch.cat(maps[m])
         iou = box_iou(cam_boxes(mp, size, thresh), boxes)
-        rows.append(dict(method=m, layer=_layer_name(learn.model, None if m == 'cam' else layer), map=f'{mp.shape[1]}×{mp.shape[2]}',
+        rows.append(dict(method=m, layer=_name_of(learn.model, get_layer(learn.model, None if m == 'cam' else layer)), map=f'{mp.shape[1]}×{mp.shape[2]}',
                          pointing_game=pointing_game(mp, boxes, size).float().mean().item(), mean_iou=iou.mean().item(),
                          iou_50=(iou >= .5).float().mean().item()))
     iou = box_iou(_centre_boxes(boxes, size), boxes)
@@ -184,7 +183,3 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
 def _cam_ready(model):
     try: cam_weights(model); return True
     except ValueError: return False
-
-def _layer_name(model, layer):
-    m = get_layer(model, layer)
-    return next(n for n, o in model.named_modules() if o is m)

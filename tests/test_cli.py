@@ -4,6 +4,7 @@ import pandas as pd
 import torch
 from pathlib import Path
 from PIL import Image
+from fastcam.learner import _native_bf16
 
 FASTCAM = Path(sys.executable).parent/'fastcam'   # the entry point pip installed into this environment
 
@@ -19,8 +20,10 @@ def test_demo_meets_its_goals(tmp_path):
     assert summary['error_rate'] <= 0.02
     pg = summary['pointing_game']
     assert pg['cam'] >= 0.90 and pg['cam'] > pg['centre'] + 0.3 and pg['gradcam'] > pg['centre']
+    assert summary['mean_iou']['cam'] > summary['mean_iou']['centre'] and summary['map_sizes'] == dict(cam='6×6', gradcam='12×12')
     assert summary['cam_identity_max_error'] < 1e-3 and summary['hooks_left'] == 0
     assert summary['images'] == dict(train=1600, valid=400, size=96)
+    assert summary['bfloat16'] == _native_bf16() and summary['epochs'] == 6
     idx = pd.read_csv(tmp_path/'cams'/'index.csv')
     assert len(idx) == 9 and idx.loss.is_monotonic_decreasing
     saved = torch.load(tmp_path/'cams'/'maps.pt', weights_only=True)
@@ -31,7 +34,7 @@ def test_demo_meets_its_goals(tmp_path):
 
 def test_help_and_bad_input():
     r = run('demo', '--help')
-    assert r.returncode == 0 and '--epochs' in r.stdout and 'one-cycle epochs' in r.stdout and '--arch' in r.stdout
+    assert r.returncode == 0 and '--epochs' in r.stdout and 'one-cycle epochs' in r.stdout and '--arch' in r.stdout and '--fp32' in r.stdout
     r = run('frobnicate')
     assert r.returncode != 0 and "unknown command 'frobnicate'" in r.stderr
     r = run('demo', '--arch', 'vgg16')

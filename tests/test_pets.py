@@ -7,9 +7,8 @@ from fastcam.callback import load_cams
 import fastcam.callback as fcb
 
 def test_headline_session():
-    """pets_dls → cam_learner(resnet34) → fine_tune(1) → show_cam, offline: trains from scratch, shows and saves the top losses.
-    The goal is ≤ 5 % error; measured here 2.5–20 % over runs (resnet34 from scratch in two epochs is erratic), so this
-    checks only what the from-scratch fix guarantees: far better than fastai's plain `fine_tune`, which stays near 50 %."""
+    """pets_dls → cam_learner(resnet34) → fine_tune(1) → show_cam, offline: trains from scratch (five epochs, in bfloat16 where
+    the CPU has it) to ≤ 5 % error, shows and saves the top losses, and leaves no hook."""
     dls = pets_dls()
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
@@ -18,7 +17,7 @@ def test_headline_session():
         assert any('no pretrained weights for resnet34' in str(o.message) for o in w)
     with learn.no_bar(): learn.fine_tune(1)
     with learn.no_bar(): err = learn.validate()[1]
-    assert err <= 0.25
+    assert err <= 0.05
     axs = learn.show_cam()
     res = learn.top_loss_cam.result
     assert [ax.get_title() for ax in axs] == res.titles() and len(res) == 9
