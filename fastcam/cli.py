@@ -68,7 +68,7 @@ def demo(out:str='fastcam_demo', # folder for the top-loss maps, their grid and 
                         bf16=False if fp32 else None)
     learn.fit_one_cycle(epochs, lr)
     t_train = time.time() - t0 - t_data
-    res = dict(arch=arch, epochs=epochs, bfloat16=learn.bf16, images=dict(train=len(dls.train_ds), valid=len(dls.valid_ds), size=size),
+    res = dict(arch=arch, epochs=epochs, bfloat16=learn.trains_bf16, images=dict(train=len(dls.train_ds), valid=len(dls.valid_ds), size=size),
                **_evaluate(learn, dls.valid, gradcam_layer=-2), hooks_left=n_hooks(learn.model),
                seconds=dict(data=round(t_data, 1), train=round(t_train, 1), total=round(time.time() - t0, 1)),
                top_losses=str(out/'cams'))

@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/learner.html.md"""
 
 # %% ../nbs/04_learner.ipynb #236b8a18
 from __future__ import annotations
-import warnings
+import warnings, functools
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -63,6 +63,7 @@ def _body(model, n_in, pretrained, cut, min_map, size, default_cut=None):
     return body
 
 # %% ../nbs/04_learner.ipynb #9fe95abe
+@functools.cache
 def _native_bf16()->bool:
     "Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so that autocast speeds training up"
     try: return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
@@ -83,7 +84,9 @@ def _bf16_forward(model:nn.Module):
 # %% ../nbs/04_learner.ipynb #11cd9ca9
 class CAMLearner(Learner):
     "A `Learner` that trains every layer on one schedule when the model starts from random weights, in bfloat16 on a CPU that has it"
-    bf16 = False
+    bf16 = None                                                   # True, False, or None: where the CPU has native bfloat16
+    @property
+    def trains_bf16(self)->bool: return _native_bf16() if self.bf16 is None else bool(self.bf16)
     @delegates(Learner.fit_one_cycle)
     def fine_tune(self, epochs, base_lr=2e-3, freeze_epochs=None, lr_mult=100, pct_start=0.3, div=5.0, **kwargs):
         "fastai's `fine_tune` on pretrained weights; from scratch, one `fit_one_cycle` of `freeze_epochs` (default 4) + `epochs` over the whole model"
@@ -92,7 +95,7 @@ class CAMLearner(Learner):
         self.fit_one_cycle(ifnone(freeze_epochs, 4) + epochs, base_lr, **kwargs)
 
     def _do_one_batch(self):
-        if not (self.bf16 and getattr(self, 'training', False) and self.xb[0].device.type == 'cpu'): return super()._do_one_batch()
+        if not (self.trains_bf16 and getattr(self, 'training', False) and self.xb[0].device.type == 'cpu'): return super()._do_one_batch()
         with _bf16_forward(self.model): super()._do_one_batch()
 
 # %% ../nbs/04_learner.ipynb #fa9b1db6
@@ -127,7 +130,7 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
     splitter = ifnone(splitter, meta['split'] if pretrained else trainable_params)
     learn = CAMLearner(dls, nn.Sequential(body, head), splitter=splitter, cbs=cbs, **kwargs)
     if pretrained: learn.freeze()
-    learn.bf16 = _native_bf16() if bf16 is None else bf16
+    learn.bf16 = bf16
     store_attr('arch,normalize,n_out,pretrained', self=learn)
     return learn
 
