@@ -180,7 +180,7 @@ def gradcam_maps(model:nn.Module, # any classifier
                  x:Tensor, # a batch of images (bs, channels, h, w)
                  target=None, # None (each image's predicted class), an int, or one class per image
                  layer=None, # None (the body's last layer), an int into the body, a module or a dotted name
-                 method:str='gradcam', # 'gradcam' or one of its variants (`GRAD_METHODS`, below)
+                 method:str='gradcam', # 'gradcam', one of its variants in `WEIGHTS` (below), or 'scorecam'
                 )->Tensor: # (bs, h, w): raw maps, no ReLU, no upsampling
     "Grad-CAM maps (or a variant's) of `target` at `layer` for batch `x`, in one forward and one backward pass"
     return _grad_maps(model, x, target, layer, method)[0]
@@ -238,11 +238,10 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
                with_logits:bool=False, # also return the model's outputs, from the same forward pass
               ): # (bs, h, w) maps, or (maps, logits (bs, classes)) with `with_logits`
     "One map per image of `x`, for its `target` class, by `method`"
-    if method in METHODS[1:]:
-        maps, logits = _grad_maps(model, x, target, layer, method)
-    elif method == 'cam':
+    if method not in METHODS: raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, METHODS))}")
+    if method == 'cam':
         cams = cam_maps(model, x, layer)                                   # bs×c×h×w
         logits = cams.mean((2,3)) + cam_weights(model)[1].to(cams)       # the CAM identity gives the logits
         maps = cams[torch.arange(len(cams), device=cams.device), _targets(logits, target)]
-    else: raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, METHODS))}")
+    else: maps, logits = _grad_maps(model, x, target, layer, method)
     return (maps, logits) if with_logits else maps

@@ -130,8 +130,7 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
     splitter = ifnone(splitter, meta['split'] if pretrained else trainable_params)
     learn = CAMLearner(dls, nn.Sequential(body, head), splitter=splitter, cbs=cbs, **kwargs)
     if pretrained: learn.freeze()
-    learn.bf16 = bf16
-    store_attr('arch,normalize,n_out,pretrained', self=learn)
+    store_attr('arch,normalize,n_out,pretrained,bf16', self=learn)
     return learn
 
 # %% ../nbs/04_learner.ipynb #cec81711

@@ -86,7 +86,7 @@ def token_maps(model:nn.Module, # a text classifier whose `layer` outputs (bs, c
     "Grad-CAM over the tokens of each review of `x`"
     m, x = get_layer(model, layer), x.as_subclass(Tensor)              # plain tensors: fastai's types don't mix
     if isinstance(target, Tensor): target = target.as_subclass(Tensor)
-    with as_found(model), torch.enable_grad(), GraphCut(m) as cut:
+    with as_found(model), torch.inference_mode(False), torch.enable_grad(), GraphCut(m) as cut:
         out = model(x)
         act = cut.stored
         if act.ndim != 3: raise ValueError(f"`layer` outputs {tuple(act.shape)}, not (bs, channels, tokens)")
