@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/callback.html.md"""
 
 # %% ../nbs/05_callback.ipynb #f96eab18
 from __future__ import annotations
-import json, shutil, tempfile
+import json, re, shutil, tempfile
 from pathlib import Path
 import pandas as pd
 import torch
@@ -15,8 +15,8 @@ from fastcore.basics import store_attr, patch, ifnone, noop
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.interpret import Interpretation
-from fastai.torch_core import TensorImage
-from .cam import class_maps, cam_weights, get_layer, METHODS
+from fastai.torch_core import TensorImage, display_df, get_random_states, set_random_states
+from .cam import class_maps, cam_weights, get_layer, pick_method, METHODS, _name_of
 from .vis import show_maps, overlay
 
 # %% auto #0
@@ -24,47 +24,83 @@ __all__ = ['TopLosses', 'load_cams', 'TopLossCAM']
 
 # %% ../nbs/05_callback.ipynb #4c600b3c
 class TopLosses:
-    "The `k` highest-loss validation items and their maps: positions, items, classes, probabilities, losses, maps, images"
-    def __init__(self, idxs, items, actual, predicted, probs, losses, maps, imgs, vocab, method='cam', layer=None):
+    "The `k` highest-loss validation items and their maps: positions, items, classes, probabilities, losses, images; maps of (item, class)"
+    def __init__(self, idxs, items, actual, predicted, probs, losses, maps, imgs, vocab, method='cam', layer=None,
+                 map_item=None, map_class=None, layer_name=None, asked=None):
         store_attr()
+        if map_item is None: self.map_item = torch.arange(len(maps))                  # one map per item, of its prediction
+        if map_class is None: self.map_class = predicted.long()
+        if asked is None: self.asked = (method, layer)
     def __len__(self): return len(self.idxs)
-    def __repr__(self): return f'{type(self).__name__}({len(self)} items, method={self.method!r}, layer={self.layer!r})'
+    @property
+    def multi_label(self)->bool: return self.actual.ndim == 2
+    def __repr__(self): return f'{type(self).__name__}({len(self)} items, {len(self.maps)} maps, method={self.method!r}, layer={self.layer_name or self.layer!r})'
 
     def titles(self)->list:
-        "'predicted/actual / loss / probability', as `plot_top_losses` writes them"
-        v = self.vocab
-        cols = (self.predicted.tolist(), self.actual.tolist(), self.losses.tolist(), self.probs.tolist())
-        return [f'{v[p]}/{v[a]} / {l:.2f} / {pr:.2f}' for p, a, l, pr in zip(*cols)]
+        "One per map: 'predicted/actual / loss / probability' as `plot_top_losses` writes them; multi-label 'Image i: class probability (right/wrong/missed)'"
+        v, its, cls = self.vocab, self.map_item.tolist(), self.map_class.tolist()
+        if not self.multi_label:
+            cols = (self.predicted.tolist(), self.actual.tolist(), self.losses.tolist(), self.probs.tolist())
+            return [f'{v[p]}/{v[a]} / {l:.2f} / {pr:.2f}' for p, a, l, pr in (tuple(c[i] for c in cols) for i in its)]
+        how = lambda i, c: ('right' if self.actual[i, c] else 'wrong') if self.predicted[i, c] else 'missed'
+        return [f'Image {i}: {v[c]} {self.probs[i, c]:.2f} ({how(i, c)})' for i, c in zip(its, cls)]
+
+    def table(self)->pd.DataFrame:
+        "One row per item, as fastai's multi-label `plot_top_losses` shows them: target, predicted, probabilities, loss"
+        lab = lambda r: ';'.join(str(self.vocab[c]) for c in r.nonzero().flatten().tolist()) if self.multi_label else str(self.vocab[int(r)])
+        return pd.DataFrame(dict(target=[lab(r) for r in self.actual], predicted=[lab(r) for r in self.predicted],
+                                 probabilities=[f'{p.tolist()}' if self.multi_label else f'{float(p):.4f}' for p in self.probs],
+                                 loss=self.losses.tolist()))
 
     def show(self, k:int=None, ncols:int=3, figsize=None, **kwargs)->list: # the axes
-        "Show the first `k` maps over their images, titled as `plot_top_losses`"
+        "Show the maps of the first `k` items over their images, titled as `plot_top_losses`, the method and layer above"
         k = ifnone(k, len(self))
-        return show_maps(self.maps[:k], self.imgs[:k], self.titles()[:k], ncols=ncols, figsize=figsize,
-                         relu=self.method != 'cam', **kwargs)
+        rows = (self.map_item < k).nonzero().flatten()
+        axs = show_maps(self.maps[rows], self.imgs[self.map_item[rows]], [self.titles()[r] for r in rows], ncols=ncols,
+                        figsize=figsize, relu=self.method != 'cam', **kwargs)
+        axs[0].figure.suptitle(self.caption())
+        if self.multi_label: display_df(self.table()[:k])
+        return axs
+
+    def caption(self)->str:
+        "What made the maps: 'CAM at 0.7' or 'Grad-CAM at 0.7 (auto: the head can't give CAM)'"
+        name = dict(cam='CAM', gradcam='Grad-CAM', scorecam='Score-CAM', layercam='LayerCAM', hirescam='HiResCAM',
+                    xgradcam='XGrad-CAM').get(self.method, self.method.replace('gradcam', 'Grad-CAM'))
+        why = " (auto: the head can't give CAM)" if self.asked[0] == 'auto' and self.method != 'cam' else ''
+        return f"{name} at {self.layer_name or self.layer or 'the default layer'}{why}"
 
 # %% ../nbs/05_callback.ipynb #1d313aee
-def _ovl_name(rank, item): return f'{rank:02d}_{Path(str(item)).stem}.png'
+def _safe(s): return re.sub(r'[^\w.-]+', '_', str(s))
+def _ovl_name(rank, item, label=None): return f'{rank:02d}_{Path(str(item)).stem}' + ('' if label is None else f'.{_safe(label)}') + '.png'
+
+@patch
+def _rows(self:TopLosses)->list:
+    "One index row per map"
+    v, rows = self.vocab, []
+    lab = lambda r: ';'.join(str(v[c]) for c in r.nonzero().flatten().tolist()) if self.multi_label else str(v[int(r)])
+    for j, (r, c) in enumerate(zip(self.map_item.tolist(), self.map_class.tolist())):
+        rows.append(dict(rank=r, idx=int(self.idxs[r]), item=str(self.items[r]), actual=lab(self.actual[r]), predicted=lab(self.predicted[r]),
+                         label=str(v[c]), probability=float(self.probs[r, c] if self.multi_label else self.probs[r]), loss=float(self.losses[r]),
+                         method=self.method, layer=self.layer_name or '', map_file='maps.pt', map_row=j,
+                         overlay=_ovl_name(r, self.items[r], v[c] if self.multi_label else None)))
+    return rows
 
 @patch
 def save(self:TopLosses, path)->Path: # the folder written
-    "Write the maps, an index (csv and json) and one overlay PNG per item to the folder `path`, atomically"
+    "Write the maps, an index (csv and json) and one overlay PNG per map to the folder `path`, atomically"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}-'))
     try:
-        cols = dict(idxs=self.idxs, actual=self.actual, predicted=self.predicted, probs=self.probs, losses=self.losses)
-        cols.update(maps=self.maps, imgs=self.imgs)
-        torch.save(dict(items=[str(o) for o in self.items], vocab=list(self.vocab), method=self.method,
-                        layer=self.layer if self.layer is None else str(self.layer), **{k: v.cpu() for k, v in cols.items()}), tmp/'maps.pt')
-        rows = []
-        for r in range(len(self)):
-            name = _ovl_name(r, self.items[r])
-            overlay(self.maps[r], self.imgs[r], relu=self.method != 'cam').save(tmp/name)
-            rows.append(dict(rank=r, idx=int(self.idxs[r]), item=str(self.items[r]), actual=str(self.vocab[self.actual[r]]),
-                             predicted=str(self.vocab[self.predicted[r]]), probability=float(self.probs[r]),
-                             loss=float(self.losses[r]), map_file='maps.pt', map_row=r, overlay=name))
+        cols = dict(idxs=self.idxs, actual=self.actual, predicted=self.predicted, probs=self.probs, losses=self.losses,
+                    maps=self.maps, imgs=self.imgs, map_item=self.map_item, map_class=self.map_class)
+        meta = dict(method=self.method, asked=[self.asked[0], self.asked[1] if self.asked[1] is None else str(self.asked[1])],
+                    layer=self.layer if self.layer is None else str(self.layer), layer_name=self.layer_name)
+        torch.save(dict(items=[str(o) for o in self.items], vocab=[str(v) for v in self.vocab], **meta,
+                        **{k: v.cpu() for k, v in cols.items()}), tmp/'maps.pt')
+        rows = self._rows()
+        for j, r in enumerate(rows): overlay(self.maps[j], self.imgs[r['rank']], relu=self.method != 'cam').save(tmp/r['overlay'])
         pd.DataFrame(rows).to_csv(tmp/'index.csv', index=False)
-        (tmp/'index.json').write_text(json.dumps(dict(method=self.method, layer=self.layer if self.layer is None else str(self.layer),
-                                                      vocab=[str(v) for v in self.vocab], items=rows), indent=1))
+        (tmp/'index.json').write_text(json.dumps(dict(**meta, vocab=[str(v) for v in self.vocab], items=rows), indent=1))
         old = path.with_name(f'.{path.name}-old') if path.exists() else None
         if old: shutil.rmtree(old, ignore_errors=True); path.rename(old)
         tmp.rename(path)
@@ -79,27 +115,43 @@ def load_cams(path)->TopLosses:
     if not (path/'maps.pt').exists(): raise FileNotFoundError(f"no saved maps in {path}: expected {path/'maps.pt'} (written by `TopLossCAM` or `TopLosses.save`)")
     d = torch.load(path/'maps.pt', weights_only=True)
     return TopLosses(d['idxs'], d['items'], d['actual'], d['predicted'], d['probs'], d['losses'], d['maps'], d['imgs'],
-                     d['vocab'], d['method'], d['layer'])
+                     d['vocab'], d['method'], d['layer'], d.get('map_item'), d.get('map_class'), d.get('layer_name'),
+                     tuple(d['asked']) if 'asked' in d else None)
 
 # %% ../nbs/05_callback.ipynb #37aac558
+def _peek(dl):
+    "The first batch of `dl`, every random generator left as it was: training goes exactly as it would without it"
+    states = get_random_states()
+    try: return dl.one_batch()
+    finally: set_random_states(**states)
+
+def _check_method(method):
+    if method != 'auto' and method not in METHODS: raise ValueError(f"unknown `method` {method!r}: use 'auto' or one of {', '.join(map(repr, METHODS))}")
+
 class TopLossCAM(Callback):
     "Keep the `k` highest-loss items of the last validation pass of each fit with their maps, as `learn.top_loss_cam.result`"
     run_train, order = False, 60
     def __init__(self, k:int=9, # items to keep
-                 method:str='cam', # one of `METHODS`
-                 layer=None, # the layer the maps are made of (None: the default of `method`)
-                 target:str='predicted', # the class each map is of: 'predicted' or 'actual'
+                 method:str='auto', # 'auto' (CAM where the head allows it, else Grad-CAM) or one of `METHODS`
+                 layer=None, # the layer the maps are made of (None: the last feature map before the head)
+                 target:str='predicted', # the class of each map: 'predicted' or 'actual' (multi-label: see `_top_losses`)
                  fname:str='cams', # folder for the saved maps, relative to `learn.path`; None: don't save
                 ):
-        if method not in METHODS: raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, METHODS))}")
+        _check_method(method)
         if target not in ('predicted', 'actual'): raise ValueError(f"`target` must be 'predicted' or 'actual', not {target!r}")
         if k < 1: raise ValueError(f"`k` must be at least 1, not {k}")
         store_attr(); self.result, self.fitting, self.collect, self.done = None, False, False, None
 
     def before_fit(self):                                              # fastai calls it around `validate` too
-        get_layer(self.learn.model, self.layer)                         # a wrong layer or head: say so before training
-        if self.method == 'cam': cam_weights(self.learn.model)
         self.fitting, self.done = False, None
+        if not len(self.dls.valid): return
+        xb, yb = _peek(self.dls.valid)[:2]                              # wrong targets, layer or head: say so before training
+        if yb.is_floating_point() and not (yb.ndim == 2 and hasattr(self.learn.loss_func, 'thresh')):
+            raise ValueError(f"`TopLossCAM` needs a classifier (one class per item, or multi-label targets with a `thresh`), not targets "
+                             f"of {tuple(yb.shape)} {yb.dtype}: for a regression model, make maps of chosen images with `gradcam_maps`")
+        x = _as_plain(xb)
+        pick_method(self.learn.model, x, self.method, get_layer(self.learn.model, self.layer, x))
+        if self.method == 'cam': cam_weights(self.learn.model, x)
     def before_train(self): self.fitting = not hasattr(self.learn, 'lr_finder')   # a fit that trains, and is no `lr_find`
 
     def before_validate(self):
@@ -109,8 +161,8 @@ class TopLossCAM(Callback):
     def after_batch(self):
         if not self.collect: return
         y = self.yb[0]
-        if y.ndim != 1: raise ValueError("`TopLossCAM` needs single-label classification: one class index per item")
         with self.learn.loss_not_reduced(): losses = self.learn.loss_func(self.pred, *self.yb).detach()
+        if losses.numel() != len(y): losses = losses.view(len(y), -1).mean(1)      # per item, as `get_preds(with_loss=True)`
         probs = getattr(self.learn.loss_func, 'activation', noop)(self.pred.detach())
         batch = dict(idxs=torch.arange(self.seen, self.seen + len(y)), losses=losses.float().cpu(), x=self.xb[0].detach(),
                      actual=y.detach().cpu(), probs=probs.float().cpu())
@@ -131,30 +183,47 @@ class TopLossCAM(Callback):
         if self.fname is not None: self.result.save(self.learn.path/self.fname)
 
 # %% ../nbs/05_callback.ipynb #d23809c1
+def _as_plain(x): return x.detach().as_subclass(Tensor)
+def _item(items, i):
+    "Item `i` of a `DataLoader`'s items: a file name, or a DataFrame row's first column; its position if there are none"
+    if items is None: return i
+    o = getattr(items, 'iloc', items)[i]
+    return o.iloc[0] if hasattr(o, 'iloc') else o
+
 def _top_losses(learn, dl, top, method, layer, target)->TopLosses:
     "A `TopLosses` for the items of `dl` in `top` (idxs, losses, x, actual, probs): maps by `method`, decoded images"
-    top = {k: v.detach().as_subclass(Tensor) for k, v in top.items()}
-    predicted = top['probs'].argmax(1)
-    cls = predicted if target == 'predicted' else top['actual']
-    maps = class_maps(learn.model, top['x'], cls, method, layer).detach().cpu()
-    x = TensorImage(top['x'])
-    imgs = dl.decode((x,))[0]
+    top = {k: _as_plain(v) for k, v in top.items()}
+    x, probs, actual = top['x'], top['probs'], top['actual']
+    used = pick_method(learn.model, x, method, layer)
+    if actual.ndim == 2:                                                    # multi-label: one-hot targets, sigmoid scores
+        predicted, actual = probs > getattr(learn.loss_func, 'thresh', 0.5), actual.bool()
+        want = actual | predicted if target == 'predicted' else actual.clone()
+        want[~want.any(1), probs[~want.any(1)].argmax(1)] = True               # no class: the most probable
+        item, cls = want.nonzero().unbind(1)                                    # (item, class) pairs, by item
+        p_item = probs
+    else:
+        predicted = probs.argmax(1)
+        item, cls = torch.arange(len(x)), predicted if target == 'predicted' else actual
+        p_item = probs.gather(1, predicted[:, None])[:, 0]
+    maps = class_maps(learn.model, x[item.to(x.device)], cls.to(x.device), used, layer).detach().cpu()
+    imgs = dl.decode((TensorImage(x),))[0]
     imgs = (imgs if imgs.max() > 1 else imgs * 255).round().clamp(0, 255).byte().cpu().as_subclass(Tensor)
     items = getattr(dl, 'items', None)
-    items = [items[int(i)] if items is not None else int(i) for i in top['idxs']]
-    return TopLosses(top['idxs'], items, top['actual'], predicted, top['probs'].gather(1, predicted[:, None])[:, 0],
-                     top['losses'], maps, imgs, learn.dls.vocab, method, layer)
+    items = [_item(items, int(i)) for i in top['idxs']]
+    return TopLosses(top['idxs'], items, actual, predicted, p_item, top['losses'], maps, imgs, learn.dls.vocab, used, layer,
+                     item, cls, _name_of(learn.model, get_layer(learn.model, layer, x)), (method, layer))
 
 # %% ../nbs/05_callback.ipynb #dadadbb9
 @patch
 def top_losses_cam(self:Learner,
                    k:int=9, # items to keep
-                   method:str='cam', # one of `METHODS`
+                   method:str='auto', # 'auto' (CAM where the head allows it, else Grad-CAM) or one of `METHODS`
                    layer=None, # the layer the maps are made of
                    target:str='predicted', # the class each map is of: 'predicted' or 'actual'
                    dl=None, # default: the validation set
                   )->TopLosses:
     "The `k` highest-loss items of `dl` with their maps, computed now"
+    _check_method(method)
     dl = ifnone(dl, self.dls.valid).new(shuffle=False, drop_last=False)
     interp = Interpretation.from_learner(self, dl=dl)
     losses, idxs = interp.top_losses(k)
@@ -166,14 +235,14 @@ def top_losses_cam(self:Learner,
 @patch
 def show_cam(self:Learner,
              k:int=None, # how many: default the callback's `k` (or 9)
-             method:str=None, # default the callback's method (or 'cam')
+             method:str=None, # default the callback's method (or 'auto')
              layer=None, # default the callback's layer
              ncols:int=3, figsize=None, **kwargs)->list: # the axes
     "Show the top-loss validation images with their maps, titled 'predicted/actual / loss / probability'"
     cb = getattr(self, 'top_loss_cam', None)
     res = getattr(cb, 'result', None)
-    k, method = ifnone(k, cb.k if cb else 9), ifnone(method, cb.method if cb else 'cam')
+    k, method = ifnone(k, cb.k if cb else 9), ifnone(method, cb.method if cb else 'auto')
     layer = ifnone(layer, cb.layer if cb else None)
-    if res is None or len(res) < k or (method, layer) != (res.method, res.layer):
+    if res is None or len(res) < k or (method, layer) != res.asked:
         res = self.top_losses_cam(k, method, layer, cb.target if cb else 'predicted')
     return res.show(k, ncols=ncols, figsize=figsize, **kwargs)

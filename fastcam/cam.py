@@ -6,59 +6,19 @@ Docs: https://fastcam.github.io/fastcam/cam.html.md"""
 
 # %% ../nbs/01_cam.ipynb #01c27b62
 from __future__ import annotations
-import difflib
-from collections import OrderedDict
+import difflib, re, weakref
 from contextlib import contextmanager
+from dataclasses import dataclass
 import torch
 from torch import nn, Tensor
 from fastai.layers import Flatten
-from fastai.vision.learner import has_pool_type
+from fastai.callback.hook import in_channels
 import torch.nn.functional as F
 from .hooks import Hook, GraphCut
 
 # %% auto #0
-__all__ = ['WEIGHTS', 'METHODS', 'body_and_head', 'get_layer', 'as_found', 'cam_weights', 'cam_maps', 'layer_grads',
-           'gradcam_maps', 'class_maps']
-
-# %% ../nbs/01_cam.ipynb #d4f4bb14
-def _flat(ms):
-    "Leaves of `ms`, looking inside `nn.Sequential`s only"
-    for m in ms:
-        if isinstance(m, nn.Sequential): yield from _flat(m.children())
-        else: yield m
-
-def body_and_head(model:nn.Module)->tuple: # (body, list of head modules)
-    "Split `model` before its last child that holds a pooling layer (fastai's rule); the body keeps its names"
-    kids = list(model.named_children())
-    if not kids: raise ValueError(f"can't find a body in {type(model).__name__}: it has no submodules")
-    cut = next((i for i in reversed(range(len(kids))) if has_pool_type(kids[i][1])), len(kids)-1)
-    body = nn.Sequential(OrderedDict(kids[:cut])) if cut else nn.Sequential(kids[0][1])
-    while len(body) == 1 and isinstance(body[0], nn.Sequential): body = body[0]
-    return body, list(_flat(m for _,m in kids[cut:]))
-
-# %% ../nbs/01_cam.ipynb #85a277e7
-def _name_of(model, layer):
-    return next((n for n,m in model.named_modules() if m is layer), type(layer).__name__) or 'the whole model'
-
-def get_layer(model:nn.Module, layer=None)->nn.Module: # the module whose output the map is made of
-    "The module `layer` designates in `model`: None (the body's last layer), an int into the body, a module, or a dotted name"
-    body, _ = body_and_head(model)
-    if layer is None: return body[-1]
-    if isinstance(layer, nn.Module):
-        if not any(m is layer for m in model.modules()): raise ValueError("`layer` is a module that is not part of this model")
-        return layer
-    if isinstance(layer, int) and not isinstance(layer, bool):
-        if not -len(body) <= layer < len(body): raise ValueError(f"`layer` {layer} is out of range: the body has {len(body)} groups")
-        return body[layer]
-    if isinstance(layer, str):
-        for root in (model, body):
-            try: return root.get_submodule(layer)
-            except AttributeError: pass
-        names = [n for n,_ in model.named_modules() if n] + [n for n,_ in body.named_modules() if n]
-        close = difflib.get_close_matches(layer, names, n=3)
-        hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"names look like {names[0]!r} or {names[-1]!r}"
-        raise ValueError(f"unknown `layer` name {layer!r}: {hint}")
-    raise TypeError(f"`layer` must be None, an int (into the body), an nn.Module or a dotted name, not {type(layer).__name__}")
+__all__ = ['WEIGHTS', 'METHODS', 'as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights',
+           'cam_maps', 'layer_grads', 'gradcam_maps', 'pick_method', 'class_maps']
 
 # %% ../nbs/01_cam.ipynb #627a633d
 @contextmanager
@@ -73,6 +33,13 @@ def as_found(model:nn.Module):
         for m,t in modes: m.training = t
         for p,r in flags: p.requires_grad_(r)
 
+def unwrap(model:nn.Module)->nn.Module: # the model inside the wrappers
+    "`model` out of fastai's distributed wrapper (`DistributedDataParallel`: `.module`) and `torch.compile`'s (`._orig_mod`)"
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module
+        elif isinstance(getattr(model, '_orig_mod', None), nn.Module): model = model._orig_mod
+        else: return model
+
 def _batch(model, x):
     "Check that `x` is a non-empty image batch and put it on `model`'s device, as a plain detached tensor"
     if not isinstance(x, Tensor): raise TypeError(f"`x` must be a tensor batch (bs, channels, h, w), e.g. `x, = first(dls.test_dl([img]))`, not {type(x).__name__}")
@@ -83,51 +50,284 @@ def _batch(model, x):
     p = next(model.parameters(), None)
     return x.detach().as_subclass(Tensor).to(p.device if p is not None else x.device)
 
-def _feature_map(model, layer, o):
-    "Check that `layer`'s output `o` is a feature map (bs, k, h, w)"
-    if not isinstance(o, Tensor) or o.ndim != 4:
-        shape = tuple(o.shape) if isinstance(o, Tensor) else type(o).__name__
-        raise ValueError(f"`layer` {_name_of(model, layer)!r} outputs {shape}, not a feature map (bs, k, h, w): "
-                         "pick a convolutional layer, such as a group of the body (`layer=-1`, `layer=-2`)")
-    return o
+_LAYOUTS = 'nchw', 'nhwc', 'tokens'
+
+def _layout_of(model, layer, o, x, layout=None)->tuple:
+    "The layout of `layer`'s output `o`: the one the trace found for it, or `layout` ('nchw', 'nhwc', 'tokens'); an error if it is no feature map"
+    if layout is not None and layout not in _LAYOUTS: raise ValueError(f"`layout` must be None, 'nchw', 'nhwc' or 'tokens', not {layout!r}")
+    found, name = trace(model, x).layouts.get(layer), _name_of(model, layer)
+    lay = found if layout in (None, 'tokens') else (layout,)
+    if isinstance(lay, tuple) and layout == 'tokens' and lay[0] != 'tokens': lay = f"the model shows no patch grid for it"
+    if isinstance(o, Tensor) and isinstance(lay, tuple) and o.ndim == (3 if lay[0] == 'tokens' else 4): return lay
+    shape = tuple(o.shape) if isinstance(o, Tensor) else type(o).__name__
+    if isinstance(lay, str) and 'could be' in lay: raise ValueError(f"`layer` {name!r}: {lay}: pass `layout='nchw'` or `layout='nhwc'`")
+    raise ValueError(f"`layer` {name!r} outputs {shape}, not a feature map (bs, k, h, w){f' ({lay})' if isinstance(lay, str) else ''}: "
+                     "pick a convolutional layer, such as a group of the body (`layer=-1`, `layer=-2`)")
+
+# %% ../nbs/01_cam.ipynb #d4f4bb14
+@dataclass(eq=False)
+class Call:
+    "One module call of a forward pass: when it started and ended (one clock for both), its input and output"
+    module:nn.Module; name:str; start:int; end:int=-1; inp:object=None; out:object=None; kept:object=None; version:int=-1
+
+def _record(model, x):
+    "Run `model` on `x` once, recording every module call: the calls in the order they started, and the model's output"
+    names, calls, open_, tick = {}, [], [], iter(range(1 << 62))
+    for n, m in model.named_modules(): names.setdefault(m, n)
+    def pre(m, args):
+        open_.append(Call(m, names[m], next(tick), inp=args[0] if args else None)); calls.append(open_[-1])
+    def post(m, args, out):
+        c = open_.pop(); c.end, c.out = next(tick), out
+        if isinstance(out, Tensor): c.kept, c.version = out.detach().clone(), out._version   # a later in-place op can't change `kept`
+    hs = [h for m in names for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+    x = x.detach().clone().requires_grad_(x.is_floating_point())      # so that every output has a gradient (see below)
+    try:
+        with as_found(model), torch.inference_mode(False), torch.enable_grad(): out = model(x)
+    finally:
+        for h in hs: h.remove()
+    return calls, out
+
+# %% ../nbs/01_cam.ipynb #8d5e307f
+_POOL = re.compile(r'Adaptive\w*Pool([123]d)?$')
+def _is_pool(m): return bool(_POOL.search(type(m).__name__))   # AdaptiveAvgPool2d, AdaptiveConcatPool2d, timm's SelectAdaptivePool2d...
+def _spatial(o): return isinstance(o, Tensor) and o.ndim >= 3 and o.shape[2:].numel() > 1
+def _has_kids(m): return next(m.children(), None) is not None
+
+def _features(model, calls):
+    "The tensor the head pools and the calls whose output it is (or, after a functional activation, the module before)"
+    maps = [c for c in calls if c.module is not model and not _is_pool(c.module) and _spatial(c.out)]
+    maps = maps or [c for c in calls if c.module is not model and not _is_pool(c.module) and isinstance(c.out, Tensor) and c.out.ndim >= 3]  # 1×1 maps
+    if not maps: raise ValueError(f"no layer of {type(model).__name__} outputs a feature map (bs, channels, h, w) at this input size: "
+                                  "use larger images, or a model with convolutional layers")
+    last = max(maps, key=lambda c: c.end)
+    pool = next((c for c in calls if _is_pool(c.module) and c.start > last.end and isinstance(c.inp, Tensor) and c.inp.ndim >= 3), None)
+    feats = last.out if pool is None else pool.inp
+    made = [c for c in calls if c.out is feats and c.module is not model]
+    return feats, made or [c for c in maps if c.out.shape == feats.shape and c.end < pool.start][-1:]
+
+def _groups(model, calls, made):
+    "Down from `model` through the one child that ran before the features were made: its children that ran, or timm's stages"
+    end, chain = max(c.end for c in made), [model]
+    while True:
+        under = {m: k for k in chain[-1].children() for m in k.modules()}   # a child ran when it or a module in it ran
+        ran = list(dict.fromkeys(under[c.module] for c in calls if c.module in under and c.end <= end))
+        if len(ran) != 1 or not _has_kids(ran[0]): break
+        chain.append(ran[0])
+    info = getattr(chain[-1], 'feature_info', None)                         # a timm model: its stages
+    if isinstance(info, list) and all(isinstance(o, dict) and 'module' in o for o in info):
+        done = {c.module for c in calls if c.end <= end and _spatial(c.out)}
+        stages = [m for m in (chain[-1].get_submodule(o['module']) for o in info) if m in done]
+        if stages: return stages, chain
+    return ran, chain
 
 # %% ../nbs/01_cam.ipynb #6209008d
 _PASS = nn.Flatten, Flatten, nn.Dropout, nn.Identity
+
+def _is_gap(m):
+    if type(m).__name__ == 'SelectAdaptivePool2d': return getattr(m, 'pool_type', '') == 'avg'   # timm's, channels first or last
+    return (isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool1d)) and m.output_size in (1, (1,), (1, 1))
+            or type(m).__name__ == 'FastAdaptiveAvgPool')
+
+def _affine(head)->tuple: # ((W, b), '') or (None, why not)
+    "`W`, `b` such that the head computes `W @ mean_ij(features) + b`: GAP → (flatten, dropout, BatchNorm1d, Linear)*"
+    W = b = pooled = None
+    for m in head:
+        if isinstance(m, _PASS): continue
+        if _is_pool(m) and pooled is None and W is None:
+            if not _is_gap(m): return None, f"this head pools with {type(m).__name__}, not a global average"
+            pooled = m; continue
+        if isinstance(m, nn.Linear): A, t = m.weight, m.bias
+        elif isinstance(m, nn.BatchNorm1d) and m.running_var is not None:
+            s = (m.running_var + m.eps).rsqrt() * (m.weight if m.affine else 1)
+            A, t = torch.diag(s), (m.bias if m.affine else 0) - m.running_mean * s
+        else: return None, f"this head has a {type(m).__name__} after the pooling, which is not affine"
+        if W is not None and A.shape[1] != W.shape[0]: return None, "the modules after the features are not one chain of affine layers"
+        W, b = (A, t) if W is None else (A @ W, A @ b + (0 if t is None else t))
+    if W is None: return None, "this head has no Linear layer"
+    return (W.detach(), W.new_zeros(len(W)) if b is None else b.detach() + W.new_zeros(len(W))), ''
+
+def _identity(W, b, feats, out)->bool:
+    "Whether `out == W @ mean(feats) + b`: the CAM identity"
+    if not isinstance(out, Tensor) or out.ndim != 2 or feats.shape[1] != W.shape[1] or out.shape[1] != W.shape[0]: return False
+    return torch.allclose(feats.flatten(2).mean(2) @ W.T.to(feats) + b.to(feats), out, rtol=1e-3, atol=1e-4 * out.abs().max().clamp(min=1))
+
+# %% ../nbs/01_cam.ipynb #0b720d2b
+_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.pooling._MaxPoolNd,
+          nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
+
+def _says(m)->str|None:
+    "What a module says of its output's layout: 'nchw', 'nhwc' (it acts on the last dimension), or None"
+    if isinstance(m, _FIRST) or type(m).__name__ == 'LayerNorm2d': return 'nchw'
+    if isinstance(m, (nn.Linear, nn.LayerNorm)): return 'nhwc'
+
+def _moves_axes(m)->bool: return bool(re.search('permute|transpose', type(m).__name__, re.I))   # e.g. torchvision's `Permute`
+
+def _is_grid(hw, size)->bool:
+    "Whether `hw` is the input's `size` divided by one stride (rounded either way)"
+    return any(hw[0] in (size[0] // s, -(-size[0] // s)) and hw[1] in (size[1] // s, -(-size[1] // s)) for s in range(1, max(size) + 1))
+
+def _layouts(model, calls, x)->dict:
+    "The layout of every traced module's output: ('nchw',), ('nhwc',), ('tokens', prefix, (h, w)), or why it has none"
+    leaves = sorted((c for c in calls if not _has_kids(c.module) and isinstance(c.out, Tensor)), key=lambda c: c.end)
+    first3 = next((c.end for c in leaves if c.out.ndim == 3), None)
+    convs = [c.out.shape[-2:] for c in leaves if isinstance(c.module, nn.Conv2d) and c.out.ndim == 4 and first3 and c.end < first3]
+    patch = tuple(convs[-1]) if convs else None                           # the patch embedding's grid
+    declared = next((m.num_prefix_tokens for m in model.modules() if isinstance(getattr(m, 'num_prefix_tokens', None), int)), None)
+    size, res, grids, seqs = tuple(x.shape[-2:]), {}, [], []
+    for c in sorted((c for c in calls if isinstance(c.out, Tensor) and c.out.ndim in (3, 4) and len(c.out) == len(x)), key=lambda c: c.end):
+        said = None                                                       # what the last module that says something says
+        for l in reversed([l for l in leaves if l.end <= c.end]):
+            said = _says(l.module)
+            if said or _moves_axes(l.module) or l.out.shape != c.out.shape: break
+        else: said = 'nchw' if x.ndim == 4 else None                     # the model's input: channels first
+        shape = tuple(c.out.shape[1:])
+        if len(shape) == 3:
+            fits = [k for k, hw in (('nchw', shape[1:]), ('nhwc', shape[:2])) if _is_grid(hw, size)]
+            res[c.module] = ((said,) if said else (fits[0],) if len(fits) == 1 else
+                             f"its output {shape} could be (channels, h, w) or (h, w, channels)" if fits else
+                             f"its output {shape} is not a map of the {size[0]}×{size[1]} input")
+            if isinstance(res[c.module], tuple): grids.append(shape[1:] if res[c.module][0] == 'nchw' else shape[:2])
+        else: seqs.append((c, said, shape))
+    for c, said, (n, _) in seqs:                                          # tokens: the patch grid after a prefix, or a grid seen elsewhere
+        if said == 'nchw': res[c.module] = f"its output {(n, _)} is (channels, length), not tokens"; continue
+        p = n - patch[0] * patch[1] if patch else -1
+        ok = [('tokens', p, patch)] if p >= 0 and declared in (None, p) else []
+        ok = ok or list(dict.fromkeys(('tokens', declared or 0, g) for g in grids if g[0] * g[1] == n - (declared or 0)))
+        res[c.module] = ok[0] if len(ok) == 1 else f"its output {(n, _)} is not a sequence of patch tokens that fastcam can place on the image"
+    return res
+
+def _to_map(t:Tensor, layout)->Tensor: # (bs, channels, h, w)
+    "`t` (bs, ...) in `layout` as (bs, channels, h, w): channels moved first; tokens without their prefix, on their grid"
+    if layout[0] == 'nhwc': return t.permute(0, 3, 1, 2)
+    if layout[0] == 'tokens': return t[:, layout[1]:].transpose(1, 2).reshape(len(t), t.shape[-1], *layout[2])
+    return t
+
+# %% ../nbs/01_cam.ipynb #7b09cdb1
+@dataclass(eq=False)
+class Trace:
+    "What one forward pass shows: the layer whose output the head pools, the groups an int `layer` indexes, the head"
+    layer:nn.Module # the default layer
+    groups:list # the body's groups (timm: its stages)
+    head:list # the modules that run after `layer`, in order (a pooling module counts as one)
+    chain:list # the model and the modules down to the groups (names may be relative to any of them)
+    shape:tuple # `layer`'s feature map for one image: (channels, h, w)
+    cam:str # '' when CAM is exact on this head, else why not
+    layouts:dict # each module's output layout, or why it has none
+    blind:set # the modules whose feature map gets no gradient from the predicted score (a ViT's last blocks)
+
+def _blind(calls, out, layouts)->set:
+    "The modules whose feature map's gradient from the predicted score is zero everywhere (one backward pass)"
+    if not (isinstance(out, Tensor) and out.ndim == 2 and out.requires_grad): return set()
+    cs = [c for c in calls if isinstance(layouts.get(c.module), tuple) and c.out.requires_grad and c.out._version == c.version]
+    ts = list({id(c.out): c.out for c in cs}.values())
+    with torch.enable_grad(): gs = dict(zip(map(id, ts), torch.autograd.grad(out[0].max(), ts, allow_unused=True)))
+    blind = {c.module for c in cs if gs[id(c.out)] is None or not _to_map(gs[id(c.out)], layouts[c.module]).any()}
+    return blind if len(blind) < len({c.module for c in cs}) else set()   # blind everywhere: the score ignores the input (a zero head)
+
+def _analyse(model, calls, out, x)->Trace:
+    feats, made = _features(model, calls)
+    groups, chain = _groups(model, calls, made)
+    layouts = _layouts(model, calls, x)
+    blind = _blind(calls, out, layouts)
+    at = max([c for c in made if c.module not in chain and not isinstance(c.module, nn.Identity)] or made, key=lambda c: c.end)
+    if any(c.module is groups[-1] for c in made) and any(m is groups[-1] for m in at.module.modules()):
+        at = next(c for c in made if c.module is groups[-1])            # the last group, rather than a container of it
+    if at.module in blind:                                               # e.g. a ViT's last blocks: only the class token reaches the head
+        at = max([c for c in calls if c.end <= at.end and c.module not in blind and isinstance(c.kept, Tensor)
+                  and c.kept.shape == at.kept.shape and isinstance(layouts.get(c.module), tuple)] or [at], key=lambda c: c.end)
+    pools = [c for c in calls if c.start > at.end and _is_pool(c.module)]
+    head = [c.module for c in calls if c.start > at.end and (_is_pool(c.module) or not _has_kids(c.module))
+            and not any(p.start < c.start and c.end < p.end for p in pools)]
+    lay = layouts.get(at.module)
+    fmap = _to_map(at.kept, lay) if isinstance(lay, tuple) else at.kept
+    Wb, why = _affine(head)
+    if Wb and not _identity(*Wb, fmap, out.detach()):
+        why = "the model's output is not GAP → Linear of these features (something outside the head's modules acts on them)"
+    return Trace(at.module, groups, head, chain, tuple(fmap.shape[1:]), why, layouts, blind)
+
+_TRACES = weakref.WeakKeyDictionary()   # model: ((its modules, the input's shape), Trace)
+
+def trace(model:nn.Module, # any model (unwrapped from DDP or `torch.compile` first)
+          x:Tensor=None, # an input batch (its first item is used); default: the last one traced, else 64×64 zeros
+         )->Trace:
+    "What a forward pass of `model` runs: its default layer, groups and head; traced once per model and input size"
+    model = unwrap(model)
+    mods = tuple(map(id, model.modules()))
+    old = _TRACES.get(model)
+    if old is not None and old[0][0] == mods and (x is None or old[0][1] == tuple(x.shape[1:])): return old[1]
+    if x is None:
+        p = next(model.parameters(), None)
+        try: x = torch.zeros(1, in_channels(model), 64, 64, device=None if p is None else p.device)
+        except Exception: raise ValueError(f"can't tell what input {type(model).__name__} takes: pass a batch `x`") from None
+    p = next(model.parameters(), None)
+    x1 = x[:1].detach().as_subclass(Tensor).to(p.device if p is not None else x.device)
+    t = _analyse(model, *_record(model, x1), x1)
+    _TRACES[model] = ((mods, tuple(x.shape[1:])), t)
+    return t
+
+# %% ../nbs/01_cam.ipynb #85a277e7
+def _name_of(model, layer):
+    return next((n for n,m in unwrap(model).named_modules() if m is layer), type(layer).__name__) or 'the whole model'
+
+def get_layer(model:nn.Module, # any classifier
+              layer=None, # None (the default layer), an int into the body's groups, a module or a dotted name
+              x:Tensor=None, # a batch, to trace the model with (default: the last one traced)
+             )->nn.Module: # the module whose output the map is made of
+    "The module `layer` designates in `model`: None (the last feature map before the head), an int into the body, a module, or a dotted name"
+    model = unwrap(model)
+    if isinstance(layer, nn.Module):
+        if not any(m is layer for m in model.modules()): raise ValueError("`layer` is a module that is not part of this model")
+        return layer
+    if isinstance(layer, str):
+        try: return model.get_submodule(layer)
+        except AttributeError: pass
+        chain = trace(model, x).chain
+        for root in chain[1:]:
+            try: return root.get_submodule(layer)
+            except AttributeError: pass
+        names = [n for root in chain for n,_ in root.named_modules() if n]
+        close = difflib.get_close_matches(layer, names, n=3)
+        hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"names look like {names[0]!r} or {names[-1]!r}"
+        raise ValueError(f"unknown `layer` name {layer!r}: {hint}")
+    if layer is None: return trace(model, x).layer
+    if isinstance(layer, int) and not isinstance(layer, bool):
+        groups = trace(model, x).groups
+        if not -len(groups) <= layer < len(groups): raise ValueError(f"`layer` {layer} is out of range: the body has {len(groups)} groups")
+        return groups[layer]
+    raise TypeError(f"`layer` must be None, an int (into the body), an nn.Module or a dotted name, not {type(layer).__name__}")
+
+def body_and_head(model:nn.Module, x:Tensor=None)->tuple: # (the body's groups, the head's modules)
+    "The groups an int `layer` indexes and the modules that run after the default layer, as one forward pass of `x` shows"
+    t = trace(model, x)
+    return t.groups, t.head
+
+# %% ../nbs/01_cam.ipynb #1d840b92
 _HEAD_MSG = ("CAM needs a head that is global average pooling followed by a Linear layer (GAP → Linear), and {why}. "
     "On fastai's default head the chapter's einsum with `learn.model[1][-1].weight` only matches shapes by coincidence: "
     "that weight's columns are the head's hidden units, not the body's channels, so the result is not a CAM. "
     "Use a CAM-ready head (fastcam's `cam_learner`, or `vision_learner(..., concat_pool=False, lin_ftrs=[])`), "
-    "or `gradcam_maps`, which works with any head.")
+    "or `gradcam_maps`, which works with any head (`method='auto'` picks it for you).")
 
-def _is_gap(m): return isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size in (1, (1, 1))
-
-def cam_weights(model:nn.Module)->tuple: # `W` (classes × channels), `b` (classes)
+def cam_weights(model:nn.Module, # a classifier whose head is GAP → Linear
+                x:Tensor=None, # a batch, to trace the model with (default: the last one traced)
+               )->tuple: # `W` (classes × channels), `b` (classes)
     "The weights `W` and bias `b` such that `logits = W @ mean_ij(features) + b`, read off a GAP → affine head"
-    _, head = body_and_head(model)
-    if not head or not _is_gap(head[0]):
-        raise ValueError(_HEAD_MSG.format(why=f"this head starts with {type(head[0]).__name__ if head else 'nothing'}"))
-    W = b = None
-    for m in head[1:]:
-        if isinstance(m, _PASS): continue
-        if isinstance(m, nn.Linear): A, t = m.weight, m.bias
-        elif isinstance(m, nn.BatchNorm1d) and m.track_running_stats:
-            s = (m.running_var + m.eps).rsqrt() * (m.weight if m.affine else 1)
-            A, t = torch.diag(s), (m.bias if m.affine else 0) - m.running_mean * s
-        else: raise ValueError(_HEAD_MSG.format(why=f"this head has a {type(m).__name__} after the pooling, which is not affine"))
-        W, b = (A, t) if W is None else (A @ W, A @ b + (0 if t is None else t))
-    if W is None: raise ValueError(_HEAD_MSG.format(why="this head has no Linear layer"))
-    return W.detach(), (W.new_zeros(len(W)) if b is None else b.detach() + W.new_zeros(len(W)))
+    t = trace(model, x)
+    if t.cam: raise ValueError(_HEAD_MSG.format(why=t.cam))
+    return _affine(t.head)[0]
 
 # %% ../nbs/01_cam.ipynb #bceccd81
 def cam_maps(model:nn.Module, # a classifier whose head is GAP → Linear
              x:Tensor, # a batch of images (bs, channels, h, w)
              layer=None, # only the layer the head pools (the default) gives a CAM
+             layout:str=None, # the layer's layout, when the model can't tell: 'nchw', 'nhwc' or 'tokens'
             )->Tensor: # (bs, classes, h, w): one map for each class
     "Class activation maps of every class for batch `x`: `torch.einsum` of the head's weights with the body's features"
-    W, b = cam_weights(model)
-    x, feat = _batch(model, x), get_layer(model, layer)
+    model = unwrap(model)
+    x = _batch(model, x)
+    (W, b), feat = cam_weights(model, x), get_layer(model, layer, x)
     with as_found(model), torch.no_grad(), Hook(feat) as hook: out = model(x)
-    act = _feature_map(model, feat, hook.stored)
+    act = _to_map(hook.stored, _layout_of(model, feat, hook.stored, x, layout))   # bs×k×h×w
     inner = ValueError(f"CAM is defined only on the features the head pools; `layer` {_name_of(model, feat)!r} is not that "
                        "layer: use `gradcam_maps`, which works on any layer")
     if act.shape[1] != W.shape[1]: raise inner
@@ -149,16 +349,21 @@ def _targets(out, target):
     if len(bad): raise ValueError(f"`target` {bad[0].item()} is out of range: the model has {nc} classes (0 to {nc-1})")
     return t
 
-def layer_grads(model:nn.Module, x:Tensor, target=None, layer=None)->tuple: # (act, grad, out): act and grad (bs, k, h, w)
+def layer_grads(model:nn.Module, x:Tensor, target=None, layer=None, layout:str=None)->tuple: # (act, grad, out): act and grad (bs, k, h, w)
     "The activations of `layer`, the gradient of each image's `target` score w.r.t. them, and the scores, for batch `x`"
-    x, m = _batch(model, x), get_layer(model, layer)
+    model = unwrap(model)
+    x = _batch(model, x); m = get_layer(model, layer, x)
+    if m in trace(model, x).blind:
+        raise ValueError(f"`layer` {_name_of(model, m)!r} gets no gradient from the class scores on its feature map (as in a ViT's last "
+                         f"block after its attention, where only the class token reaches the head), so its maps would be all zero: "
+                         f"use the default layer ({_name_of(model, trace(model, x).layer)!r}) or an earlier one")
     with as_found(model), torch.inference_mode(False), torch.enable_grad(), GraphCut(m) as cut:
         out = model(x)
-        act = _feature_map(model, m, cut.stored)
+        lay = _layout_of(model, m, cut.stored, x, layout)
         score = out.gather(1, _targets(out, target)[:, None]).sum()
-        grad, = torch.autograd.grad(score, act, allow_unused=True)
+        grad, = torch.autograd.grad(score, cut.stored, allow_unused=True)
     if grad is None: raise ValueError(f"`layer` {_name_of(model, m)!r} does not lead to the model's output")
-    return act.detach(), grad, out.detach()
+    return _to_map(cut.stored.detach(), lay), _to_map(grad, lay), out.detach()
 
 # %% ../nbs/01_cam.ipynb #3581fe3a
 def _gradcam(act, grad):
@@ -167,23 +372,24 @@ def _gradcam(act, grad):
 
 WEIGHTS = dict(gradcam=_gradcam)   # how each gradient method makes a map of `act` and `grad`; the variants below add theirs
 
-def _grad_maps(model, x, target, layer, method):
+def _grad_maps(model, x, target, layer, method, layout=None):
     "The maps and the model's outputs by `method`: one of `WEIGHTS` applied to `layer_grads`, or Score-CAM"
-    if method == 'scorecam': return _scorecam(model, x, target, layer)
+    if method == 'scorecam': return _scorecam(model, x, target, layer, layout=layout)
     if method not in WEIGHTS:
         hint = ' (CAM is `cam_maps`, or `class_maps(method=\'cam\')`)' if method == 'cam' else ''
         raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, [*WEIGHTS, 'scorecam']))}{hint}")
-    act, grad, out = layer_grads(model, x, target, layer)
+    act, grad, out = layer_grads(model, x, target, layer, layout)
     return WEIGHTS[method](act, grad), out
 
 def gradcam_maps(model:nn.Module, # any classifier
                  x:Tensor, # a batch of images (bs, channels, h, w)
                  target=None, # None (each image's predicted class), an int, or one class per image
-                 layer=None, # None (the body's last layer), an int into the body, a module or a dotted name
+                 layer=None, # None (the last feature map before the head), an int into the body, a module or a dotted name
                  method:str='gradcam', # 'gradcam', one of its variants in `WEIGHTS` (below), or 'scorecam'
+                 layout:str=None, # the layer's layout, when the model can't tell: 'nchw', 'nhwc' or 'tokens'
                 )->Tensor: # (bs, h, w): raw maps, no ReLU, no upsampling
     "Grad-CAM maps (or a variant's) of `target` at `layer` for batch `x`, in one forward and one backward pass"
-    return _grad_maps(model, x, target, layer, method)[0]
+    return _grad_maps(model, x, target, layer, method, layout)[0]
 
 # %% ../nbs/01_cam.ipynb #bc4dcef9
 def _gradcampp(act, grad):
@@ -209,12 +415,13 @@ def _layercam(act, grad):
 WEIGHTS.update({'gradcam++': _gradcampp, 'xgradcam': _xgradcam, 'hirescam': _hirescam, 'layercam': _layercam})
 
 # %% ../nbs/01_cam.ipynb #6c2cf00e
-def _scorecam(model, x, target, layer, bs=32):
+def _scorecam(model, x, target, layer, bs=32, layout=None):
     "Score-CAM maps and the model's outputs: each channel weighed by the softmax of the scores of the input it masks"
-    x, m = _batch(model, x), get_layer(model, layer)
+    model = unwrap(model)
+    x = _batch(model, x); m = get_layer(model, layer, x)
     with as_found(model), torch.no_grad():
         with Hook(m) as hook: out = model(x)
-        act, t = _feature_map(model, m, hook.stored), _targets(out, target)   # act: B×K×h×w
+        act, t = _to_map(hook.stored, _layout_of(model, m, hook.stored, x, layout)), _targets(out, target)   # act: B×K×h×w
         B, K = act.shape[:2]
         zero = (act == 0).flatten(2).all(2).flatten()                          # channels that mask the image to black
         scores = act.new_empty(B * K)                                          # the score of each (image, channel)
@@ -230,18 +437,32 @@ def _scorecam(model, x, target, layer, bs=32):
 # %% ../nbs/01_cam.ipynb #3585b60b
 METHODS = ('cam', *WEIGHTS, 'scorecam')
 
+def pick_method(model:nn.Module, # a classifier
+                x:Tensor, # a batch, to trace the model with
+                method:str='auto', # 'auto' or one of `METHODS`
+                layer=None, # as in `class_maps`
+               )->str: # one of `METHODS`
+    "The method `method` stands for: 'auto' is 'cam' where the head is GAP → Linear and `layer` is what it pools, else 'gradcam'"
+    if method != 'auto' and method not in METHODS:
+        raise ValueError(f"unknown `method` {method!r}: use 'auto' or one of {', '.join(map(repr, METHODS))}")
+    if method != 'auto': return method
+    t = trace(model, x)
+    return 'cam' if not t.cam and (layer is None or get_layer(model, layer, x) is t.layer) else 'gradcam'
+
 def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear head)
                x:Tensor, # a batch of images (bs, channels, h, w)
                target=None, # None (each image's predicted class), an int, or one class per image
-               method:str='cam', # one of `METHODS`
+               method:str='auto', # 'auto' (CAM where the head allows it, else Grad-CAM) or one of `METHODS`
                layer=None, # as in `cam_maps` / `gradcam_maps`
                with_logits:bool=False, # also return the model's outputs, from the same forward pass
+               layout:str=None, # the layer's layout, when the model can't tell: 'nchw', 'nhwc' or 'tokens'
               ): # (bs, h, w) maps, or (maps, logits (bs, classes)) with `with_logits`
     "One map per image of `x`, for its `target` class, by `method`"
-    if method not in METHODS: raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, METHODS))}")
+    model = unwrap(model)
+    method = pick_method(model, _batch(model, x), method, layer)
     if method == 'cam':
-        cams = cam_maps(model, x, layer)                                   # bs×c×h×w
-        logits = cams.mean((2,3)) + cam_weights(model)[1].to(cams)       # the CAM identity gives the logits
+        cams = cam_maps(model, x, layer, layout)                           # bs×c×h×w
+        logits = cams.mean((2,3)) + cam_weights(model, x)[1].to(cams)    # the CAM identity gives the logits
         maps = cams[torch.arange(len(cams), device=cams.device), _targets(logits, target)]
-    else: maps, logits = _grad_maps(model, x, target, layer, method)
+    else: maps, logits = _grad_maps(model, x, target, layer, method, layout)
     return (maps, logits) if with_logits else maps

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os, re, sys, json, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from torch import nn
 import matplotlib
 from PIL import Image
 from fastcore.script import call_parse, parse_cli, CliError
@@ -18,7 +19,7 @@ from fastai.metrics import error_rate
 from fastai.data.transforms import image_extensions
 from fastai.learner import load_learner
 from .hooks import n_hooks
-from .cam import class_maps, cam_maps, cam_weights, get_layer, METHODS
+from .cam import class_maps, cam_maps, cam_weights, get_layer, pick_method, METHODS
 from .vis import overlay
 from .metrics import localisation_report
 from .data import pets_dls
@@ -31,10 +32,11 @@ __all__ = ['COMMANDS', 'demo', 'load_rgb', 'explain', 'main']
 # %% ../nbs/07_cli.ipynb #79488fbb
 def _evaluate(learn, dl, gradcam_layer):
     "Error rate and CAM identity error over `dl`; where CAM and Grad-CAM of each image's actual class point (`localisation_report`)"
-    b, errs, idn = cam_weights(learn.model)[1], [], []
+    errs, idn = [], []
     for x, y in dl:
         x, y = x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor)
         with torch.no_grad(): logits = learn.model.eval()(x)
+        b = cam_weights(learn.model, x)[1]                                      # the head's bias, read off a trace of this batch
         idn.append((cam_maps(learn.model, x).mean((2, 3)) + b - logits).abs().max())
         errs.append(logits.argmax(1) != y)
     rep = localisation_report(learn, dl, ['cam', 'gradcam'], gradcam_layer).round(4)
@@ -129,43 +131,86 @@ def _atomic(dst:Path, write):
         tmp.unlink(missing_ok=True); raise
 
 # %% ../nbs/07_cli.ipynb #e346a0e3
-def _explain_batch(learn, imgs, method, layer, target):
-    "Predictions, their probabilities, maps and decoded images for a list of PIL images, in one pass of the model"
-    x = learn.dls.test_dl(imgs, bs=len(imgs), num_workers=0).one_batch()[0]
-    maps, logits = class_maps(learn.model, x, target, method, layer, with_logits=True)   # bs×h×w, bs×classes
-    probs = getattr(learn.loss_func, 'activation', lambda o: o.softmax(1))(logits)
-    return probs.argmax(1), probs.max(1).values, maps.cpu(), learn.dls.decode((x,))[0]
+def _threshold(learn)->float|None: # None for a single-label learner
+    "The decision threshold of a multi-label learner: its loss's `thresh` (fastai's `BCEWithLogitsLossFlat`), 0.5 for a plain BCE loss"
+    loss = learn.loss_func
+    bce = isinstance(loss, nn.BCEWithLogitsLoss) or isinstance(getattr(loss, 'func', None), nn.BCEWithLogitsLoss)
+    return getattr(loss, 'thresh', 0.5) if bce or hasattr(loss, 'thresh') else None
+
+def _probs(learn, logits, thresh):
+    "The learner's probabilities: its loss's `activation`, else sigmoid (multi-label) or softmax"
+    act = getattr(learn.loss_func, 'activation', None)
+    return act(logits) if act is not None else logits.sigmoid() if thresh is not None else logits.softmax(1)
+
+def _inputs(learn, imgs): return learn.dls.test_dl(imgs, bs=len(imgs), num_workers=0).one_batch()[0]
+
+# %% ../nbs/07_cli.ipynb #bb2c3f35
+def _explain_batch(learn, x, method, layer, target)->list: # (predicted classes, [(class, probability, map)], image) per image
+    "For batch `x`: each image's predicted classes, the maps to save with their class and its probability, and the image the model saw"
+    thresh = _threshold(learn)
+    maps, logits = class_maps(learn.model, x, target, method, layer, with_logits=True)   # bs×h×w (top or `target` class), bs×classes
+    probs, maps = _probs(learn, logits, thresh).float().cpu(), maps.cpu()
+    top = probs.argmax(1).tolist()
+    preds = [[c] for c in top] if thresh is None else [(p > thresh).nonzero()[:, 0].tolist() for p in probs]
+    made = [{c if target is None else target: m} for c, m in zip(top, maps)]          # image: {class: map}
+    more = [(i, c) for i, p in enumerate(preds) for c in p if target is None and c not in made[i]]
+    if more:                                                                             # multi-label: the other labels above the threshold
+        i, c = map(list, zip(*more))
+        for i_, c_, m in zip(i, c, class_maps(learn.model, x[i], torch.tensor(c), method, layer).cpu()): made[i_][c_] = m
+    want = [[target] if target is not None else p or [c] for p, c in zip(preds, top)]    # vocab order
+    return [(p, [(c, probs[i, c].item(), made[i][c]) for c in w], img)
+            for i, (p, w, img) in enumerate(zip(preds, want, learn.dls.decode((x,))[0]))]
 
 # %% ../nbs/07_cli.ipynb #c128451c
-_COLS = ['file', 'status', 'reason', 'predicted', 'probability', 'target', 'method', 'layer', 'overlay', 'map_file']
+_COLS = ['file', 'status', 'reason', 'predicted', 'label', 'probability', 'target', 'method', 'layer', 'overlay', 'map_file']
+
+def _chosen(learn, x, method, m)->str:
+    "The method as the summary line names it: `m`, and why, where `auto` chose it"
+    if method != 'auto': return m
+    try: cam_weights(learn.model, x); why = 'the head is GAP → Linear' if m == 'cam' else '--layer is not the layer the head pools'
+    except ValueError: why = 'the head is not GAP → Linear'
+    return f'{m} (auto: {why})'
 
 def _options(learn, method, layer, target):
-    "Check `method`, `layer` and `target` against the learner; the layer and the target class as the library takes them"
-    if method not in METHODS: raise CliError(f"unknown --method {method!r}: use one of {', '.join(METHODS)}")
+    "Check the options against the learner, on a blank image: the method `method` stands for and its name in the summary, the layer and the target class as the library takes them"
+    if method != 'auto' and method not in METHODS: raise CliError(f"unknown --method {method!r}: use auto or one of {', '.join(METHODS)}")
     lyr = int(layer) if layer is not None and re.fullmatch(r'-?\d+', layer) else layer
-    try: get_layer(learn.model, lyr)
+    x = _inputs(learn, [Image.new('RGB', (64, 64))])                                # a blank image, as the model sees it
+    try: get_layer(learn.model, lyr, x)
     except (ValueError, TypeError) as e: raise CliError(f'--layer: {e}') from None
+    m = pick_method(learn.model, x, method, lyr)
     if method == 'cam':
-        try: cam_weights(learn.model)
+        try: cam_weights(learn.model, x)
         except ValueError as e: raise CliError(f'--method cam: {e}') from None
     vocab = [str(v) for v in learn.dls.vocab]
     if target == 'predicted': t = None
     elif target in vocab: t = vocab.index(target)
     elif re.fullmatch(r'\d+', target) and int(target) < len(vocab): t = int(target)
     else: raise CliError(f"unknown --target {target!r}: use 'predicted', a class of {vocab} or its index")
-    return lyr, t
+    try: _explain_batch(learn, x, m, lyr, t)
+    except (ValueError, TypeError) as e:
+        raise CliError(f"--method {method} --layer {layer}: {e}{' (here: --method gradcam)' if m == 'cam' else ''}") from None
+    return m, _chosen(learn, x, method, m), lyr, t
+
+def _file_labels(vocab)->list: # one name per class
+    "The classes of `vocab` as parts of file names: safe characters, and distinct, also where case is ignored"
+    names = [re.sub(r'[^\w-]+', '_', str(v)).strip('_')[:60] or '_' for v in vocab]
+    if len({o.lower() for o in names}) < len(names): names = [f'{i}-{o}' for i, o in enumerate(names)]
+    return names
 
 def _done(out, method, layer, target):
-    "Rows of an earlier run into `out` with the same options (as written in the index) whose files are all there"
+    "Rows, by file, of an earlier run into `out` with the same options (as written in the index) whose maps are all there"
     try: old = pd.read_csv(out/'index.csv', dtype=str, keep_default_na=False)
     except (FileNotFoundError, pd.errors.EmptyDataError): return {}
-    same = (old.status == 'ok') & (old.method == method) & (old.layer == layer) & (old.target == target)
-    return {r['file']: {**r, 'probability': float(r['probability'])} for r in old[same].to_dict('records')
-            if (out/r['overlay']).exists() and (out/r['map_file']).exists()}
+    if not set(_COLS) <= set(old.columns): return {}                                 # an index of another version
+    old = old[(old.method == method) & (old.layer == layer) & (old.target == target)]
+    return {f: [{**r, 'probability': float(r['probability'])} for r in rows] for f, rows in
+            ((f, g.to_dict('records')) for f, g in old.groupby('file', sort=False))
+            if all(r['status'] == 'ok' and (out/r['overlay']).exists() and (out/r['map_file']).exists() for r in rows)}
 
 def _explain_all(learn, imgs:dict, method, layer, target)->dict:
     "`_explain_batch` over `imgs` (file: PIL image) as one batch, or one by one if the batch fails: file to result or exception"
-    try: return dict(zip(imgs, zip(*_explain_batch(learn, list(imgs.values()), method, layer, target))))
+    try: return dict(zip(imgs, _explain_batch(learn, _inputs(learn, list(imgs.values())), method, layer, target)))
     except Exception as e:
         if len(imgs) == 1: return {f: e for f in imgs}
     return {k: v for f, im in imgs.items() for k, v in _explain_all(learn, {f: im}, method, layer, target).items()}
@@ -176,51 +221,52 @@ def _why(e): return f'{type(e).__name__}: {e}'
 @call_parse
 def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled: load only files you trust
             *images:str, # image files and folders (searched recursively)
-            out:str='fastcam_explain', # folder for the overlays, the raw maps and index.csv
-            method:str='cam', # how the maps are made: cam, gradcam, gradcam++, xgradcam, hirescam, layercam or scorecam
+            out:str='fastcam_explain', # folder for the overlays, the raw maps and index.csv (one row per map: a multi-label learner's image has one per label it predicts)
+            method:str='auto', # how the maps are made: auto (cam where the head allows it, else gradcam; index.csv says which), cam, gradcam, gradcam++, xgradcam, hirescam, layercam or scorecam
             layer:str=None, # default: the layer the head pools; or an int into the body (-2) or a dotted name (0.6)
-            target:str='predicted', # the class each map is for: predicted, or a class of the learner's vocab (name or index)
+            target:str='predicted', # the class each map is for: predicted (multi-label: each label above the loss's threshold), or a class of the learner's vocab (name or index)
             bs:int=16, # images per batch
             force:bool=False, # recompute the images an earlier run into `out` has done
            ):
-    "Write a CAM overlay and the raw map of every image, and index.csv: what each is predicted to be, or why it failed"
+    "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     if not Path(learner).is_file(): raise CliError(f"no learner file {learner!r}: save one with `learn.export('model.pkl')`")
     try: learn = load_learner(learner, cpu=True)
     except Exception as e: raise CliError(f'cannot load the learner {learner!r} ({_why(e)}): is it a file `learn.export()` wrote?') from None
-    lyr, t = _options(learn, method, layer, target)
-    try: _explain_batch(learn, [Image.new('RGB', (64, 64))], method, lyr, t)          # the options, on a blank image
-    except (ValueError, TypeError) as e:
-        raise CliError(f"--method {method} --layer {layer}: {e}{' (here: --method gradcam)' if method == 'cam' else ''}") from None
-    opts = dict(method=method, layer='' if layer is None else layer, target='predicted' if t is None else str(learn.dls.vocab[t]))
+    m, how, lyr, t = _options(learn, method, layer, target)
+    vocab, multi = [str(v) for v in learn.dls.vocab], _threshold(learn) is not None
+    opts = dict(method=m, layer='' if layer is None else layer, target='predicted' if t is None else vocab[t])
     out = Path(out); files, rows = _find(images, out)
     if not files: raise CliError(f"no image files in {' '.join(images) or 'the arguments'}: give image files or folders that hold some")
-    root = os.path.commonpath([str(f.parent) for f in files])
+    root, fnames = os.path.commonpath([str(f.parent) for f in files]), _file_labels(vocab)
     done = {} if force else _done(out, **opts)
-    res = {str(f): done.get(str(f)) for f in files}
-    todo, n_ok = [f for f in files if res[str(f)] is None], 0
+    res = {str(f): done.get(str(f)) for f in files}                                 # file: its rows
+    todo, n_ok, n_maps = [f for f in files if res[str(f)] is None], 0, 0
     def write_index():
-        idx = pd.DataFrame([o for o in res.values() if o is not None] + rows, columns=_COLS)
+        idx = pd.DataFrame([r for o in res.values() if o is not None for r in o] + rows, columns=_COLS)
         _atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
         return idx
     for i in progress_bar(range(0, len(todo), bs), leave=False):
         imgs = {}
         for f in todo[i:i+bs]:
             try: imgs[f] = load_rgb(f)
-            except Exception as e: res[str(f)] = _row(f, 'failed', _why(e), **opts)
-        for f, r in _explain_all(learn, imgs, method, lyr, t).items():
-            if isinstance(r, Exception): res[str(f)] = _row(f, 'failed', _why(r), **opts); continue
-            pred, prob, m, img = r
-            name = _out_name(f, root)
-            _atomic(out/f'{name}.cam.npy', lambda p: np.save(p, m.numpy()))
-            _atomic(out/f'{name}.cam.png', lambda p: overlay(m, img, relu=method != 'cam').save(p, format='png'))
-            res[str(f)] = _row(f, 'ok', predicted=str(learn.dls.vocab[pred]), probability=round(float(prob), 4), **opts,
-                               overlay=f'{name}.cam.png', map_file=f'{name}.cam.npy')
-            n_ok += 1
+            except Exception as e: res[str(f)] = [_row(f, 'failed', _why(e), **opts)]
+        for f, r in _explain_all(learn, imgs, m, lyr, t).items():
+            if isinstance(r, Exception): res[str(f)] = [_row(f, 'failed', _why(r), **opts)]; continue
+            preds, maps, img = r
+            name, new = _out_name(f, root), []
+            note = '' if preds or t is not None else f'no label above the threshold {_threshold(learn)}: the map of its most probable label'
+            for c, prob, cam in maps:
+                stem = f'{name}.{fnames[c]}' if multi else name
+                _atomic(out/f'{stem}.cam.npy', lambda p: np.save(p, cam.numpy()))
+                _atomic(out/f'{stem}.cam.png', lambda p: overlay(cam, img, relu=m != 'cam').save(p, format='png'))
+                new.append(_row(f, 'ok', note, predicted=';'.join(vocab[p] for p in preds), label=vocab[c], probability=round(prob, 4),
+                                **opts, overlay=f'{stem}.cam.png', map_file=f'{stem}.cam.npy'))
+            res[str(f)], n_ok, n_maps = new, n_ok + 1, n_maps + len(new)
         write_index()
     idx = write_index()
-    n = idx.status.value_counts()
-    print(f"{n_ok} explained, {len(files) - len(todo)} kept from an earlier run, {n.get('failed', 0)} failed, "
-          f"{n.get('skipped', 0)} skipped: see {out/'index.csv'}")
+    n = idx.drop_duplicates('file').status.value_counts()
+    print(f"{n_ok} explained{f' ({n_maps} maps)' if multi else ''}, {len(files) - len(todo)} kept from an earlier run, "
+          f"{n.get('failed', 0)} failed, {n.get('skipped', 0)} skipped; method {how}: see {out/'index.csv'}")
     return idx
 
 # %% ../nbs/07_cli.ipynb #b266a36f

@@ -8,7 +8,8 @@ Docs: https://fastcam.github.io/fastcam/hooks.html.md"""
 from __future__ import annotations
 import torch
 from torch import nn, Tensor
-from fastai.torch_core import apply
+from fastcore.basics import store_attr
+from fastai.torch_core import apply, to_detach
 
 # %% auto #0
 __all__ = ['n_hooks', 'Hook', 'HookBwd', 'GraphCut']
@@ -23,13 +24,17 @@ def n_hooks(model:nn.Module)->int: # hooks of every kind registered on `model` a
 class _HookBase:
     "Owns the hook handles: `remove` is idempotent, and a `with` block removes them however it ends"
     _empty = 'nothing stored yet'
-    def __init__(self, m:nn.Module): # the module to hook
+    def __init__(self, m:nn.Module, # the module to hook
+                 is_forward:bool=True): # False: register `hook_fn` as a backward hook, as fastai's `Hook` does
         if not isinstance(m, nn.Module): raise TypeError(f"{type(self).__name__} needs an nn.Module, not {type(m).__name__}")
-        self.stored_, self.handles = None, [m.register_forward_hook(self.hook_func)]
+        f = m.register_forward_hook if is_forward else m.register_backward_hook
+        self.stored_, self.handles = None, [f(self.hook_fn)]
     @property
     def stored(self):
         if self.stored_ is None: raise AttributeError(f"{type(self).__name__}.stored is empty: {self._empty}")
         return self.stored_
+    @property
+    def removed(self): return not self.handles  # fastai's flag
     def remove(self):
         "Remove every hook this object registered (safe to call again)"
         for h in self.handles: h.remove()
@@ -39,16 +44,31 @@ class _HookBase:
 
 # %% ../nbs/00_hooks.ipynb #d3cae4d9
 class Hook(_HookBase):
-    "Store a detached clone of `m`'s output after every forward pass, until `remove`d"
+    "Store a detached clone of `m`'s output (or what `hook_func` returns) after every forward pass, until `remove`d"
     _empty = 'no forward pass has gone through the hooked module yet: call the model inside the `with` block'
-    def hook_func(self, m, i, o): self.stored_ = apply(lambda t: t.detach().clone(), o)
+    def __init__(self, m:nn.Module, # the module to hook
+                 hook_func=None, # fastai's `hook_func(module, input, output)`: its result is `stored`; None: a clone of `output`
+                 is_forward:bool=True, # False: a backward hook, called with the gradients of the input and of the output
+                 detach:bool=True, # detach `input` and `output` before `hook_func` sees them ...
+                 cpu:bool=False, # ... and move them to the CPU ...
+                 gather:bool=False): # ... and gather them across processes, as fastai's `to_detach` does
+        if hook_func is not None and not callable(hook_func): raise TypeError(f"`hook_func` must be a function of (module, input, output), not {type(hook_func).__name__}")
+        store_attr('hook_func,is_forward,detach,cpu,gather')
+        super().__init__(m, is_forward)
+        self.hook = self.handles[0]  # fastai's name for the handle
+    def hook_fn(self, module, input, output):
+        "Set `stored` to `hook_func(module, input, output)` (a clone of `output` without `hook_func`)"
+        if self.detach: input,output = (to_detach(o, cpu=self.cpu, gather=self.gather) for o in (input,output))
+        self.stored_ = apply(torch.clone, output) if self.hook_func is None else self.hook_func(module, input, output)
+    @property
+    def stored(self): return super().stored if self.hook_func is None else self.stored_  # fastai's: None until called
 
 # %% ../nbs/00_hooks.ipynb #3a1d5188
 class HookBwd(_HookBase):
     "Store a detached clone of the gradient of `m`'s output when `backward` reaches it, until `remove`d"
     _empty = ('no gradient has reached the hooked module: run the forward pass with gradients enabled (not under '
               '`torch.no_grad()`) inside the `with` block, then call `backward()` on a scalar, e.g. `output[0,cls].backward()`')
-    def hook_func(self, m, i, o):
+    def hook_fn(self, m, i, o):
         o = o[0] if isinstance(o, (tuple, list)) else o  # like the chapter's `go[0]`: the first output
         if isinstance(o, Tensor) and o.requires_grad:
             self.handles = [h for h in self.handles if _alive(h)] + [o.register_hook(self.store)]
@@ -60,7 +80,7 @@ def _alive(h): return getattr(h, 'hooks_dict_ref', lambda: True)() is not None  
 class GraphCut(_HookBase):
     "Make `m`'s output a leaf that requires grad (kept in `stored`): gradients stop there"
     _empty = 'the hooked module did not run in the forward pass: is it part of the model that was called?'
-    def hook_func(self, m, i, o):
+    def hook_fn(self, m, i, o):
         if not isinstance(o, Tensor): raise TypeError(f"GraphCut needs a module with one tensor output, {type(m).__name__} returned {type(o).__name__}")
         self.stored_ = o.detach().clone().requires_grad_()
         return self.stored_.clone()  # what the rest of the model sees: in-place ops there can't touch `stored`

@@ -1,4 +1,4 @@
-"""`cam_learner`: `vision_learner` with a GAP → Linear head, a `cut` that works, and training that works from scratch; `learn.cam` and `learn.gradcam`
+"""`cam_learner`: `vision_learner` (torchvision or timm archs) with a GAP → Linear head, a `cut` that works, and training that works from scratch; `learn.cam` and `learn.gradcam`
 
 Docs: https://fastcam.github.io/fastcam/learner.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/learner.html.md"""
 
 # %% ../nbs/04_learner.ipynb #236b8a18
 from __future__ import annotations
-import warnings, functools
+import warnings, functools, difflib, re
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -14,7 +14,7 @@ import torch
 from torch import nn, Tensor
 from torch.utils.data import DataLoader
 import torchvision
-from fastcore.basics import patch, ifnone, store_attr
+from fastcore.basics import patch, ifnone, store_attr, camel2snake
 from fastcore.foundation import L
 from fastcore.meta import delegates
 from fastai.layers import Flatten
@@ -23,7 +23,7 @@ from fastai.data.transforms import get_c
 from fastai.callback.hook import model_sizes, num_features_model
 import fastai.callback.schedule                                   # patches `fit_one_cycle` onto `Learner`
 from fastai.learner import Learner
-from fastai.vision.learner import model_meta, _default_meta, create_body, _add_norm, vision_learner
+from fastai.vision.learner import model_meta, _default_meta, create_body, _add_norm, _timm_norm, vision_learner, TimmBody
 from .cam import cam_maps, gradcam_maps
 from .data import _reachable
 
@@ -60,6 +60,77 @@ def _body(model, n_in, pretrained, cut, min_map, size, default_cut=None):
         sides = [min(s[-2:]) for s in model_sizes(body, size=size)]
         keep = next((i + 1 for i in reversed(range(len(sides))) if sides[i] >= min_map), 1)
         body = body[:keep]
+    return body
+
+# %% ../nbs/04_learner.ipynb #8e99de86
+def _timm():
+    "The `timm` module, imported only when a timm architecture is asked for (it is an optional dependency)"
+    try: import timm
+    except ModuleNotFoundError: raise ModuleNotFoundError("a timm architecture (`arch` given by name) needs timm: `pip install timm`") from None
+    return timm
+
+def _timm_cached(cfg)->str|None: # the local file that holds `cfg`'s weights, or None
+    "Where timm's pretrained weights described by `cfg` are in the Hugging Face or torch hub cache, if they are"
+    from huggingface_hub import try_to_load_from_cache
+    if cfg.hf_hub_id:
+        for name in [cfg.hf_hub_filename] if cfg.hf_hub_filename else ['model.safetensors', 'pytorch_model.bin']:
+            if isinstance(f := try_to_load_from_cache(cfg.hf_hub_id, name), str): return f
+    if cfg.url and _cached(cfg.url): return str(Path(torch.hub.get_dir())/'checkpoints'/cfg.url.rsplit('/', 1)[-1])
+
+# %% ../nbs/04_learner.ipynb #6a528cf7
+def _timm_model(arch:str, pretrained:bool, n_in:int=3, weights=None)->tuple: # (model without classifier, whether its weights are pretrained)
+    "timm's `arch` with its ImageNet weights when they are cached or downloadable, else random ones"
+    timm = _timm()
+    if weights is not None: raise ValueError("`weights` is for torchvision archs: a timm arch names its weights, e.g. 'convnext_tiny.fb_in22k'")
+    if ':' not in arch and not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        raise ValueError(f"unknown timm architecture {arch!r}: " + (f"did you mean {', '.join(map(repr, close))}?" if close else "see `timm.list_models()`"))
+    cfg, overlay = timm.models.get_pretrained_cfg(arch) if pretrained and ':' not in arch else None, None
+    if cfg is not None:
+        from huggingface_hub.constants import ENDPOINT
+        host = ENDPOINT if cfg.hf_hub_id else cfg.url
+        if f := _timm_cached(cfg): overlay = dict(file=f)                            # read from disk: no network call
+        elif not (host and _reachable(host)):
+            warnings.warn(f"no pretrained weights for {arch}: they are not in the Hugging Face or torch cache and "
+                          f"{urlparse(host).hostname or 'timm'} can't be reached, so the model starts from random weights (and `fine_tune` trains all of it)")
+            pretrained = False
+    return timm.create_model(arch, pretrained=pretrained, num_classes=0, in_chans=n_in, pretrained_cfg_overlay=overlay), pretrained
+
+# %% ../nbs/04_learner.ipynb #3a0b646b
+def _timm_prune(model, arch, n_in, cut, min_map, size):
+    "Remove `model`'s feature stages after stage `cut`; without one, after the last stage whose maps are at least `min_map` a side"
+    if cut is not None and (not isinstance(cut, int) or isinstance(cut, bool)):
+        raise TypeError(f"for a timm arch, `cut` is an int, the last feature stage to keep (-2 drops the last one), not {type(cut).__name__}")
+    if not callable(getattr(model, 'prune_intermediate_layers', None)):
+        if cut is not None: raise ValueError(f"`cut` needs timm's `prune_intermediate_layers`, which {type(model).__name__} lacks in this timm: upgrade timm or leave `cut` out")
+        return
+    if cut is None and not min_map: return
+    with torch.no_grad(): feats = model.eval().forward_intermediates(torch.zeros(1, n_in, *size), intermediates_only=True)
+    model.train()
+    n = len(feats)
+    if cut is not None and not -n <= cut < n: raise ValueError(f"`cut` {cut} is out of range: timm's {arch!r} has {n} feature stages")
+    keep = cut % n if cut is not None else next((i for i in reversed(range(n)) if min(feats[i].shape[-2:]) >= min_map), 0)
+    if keep == n - 1: return
+    model.prune_intermediate_layers([keep])
+    model.num_features = feats[keep].shape[1]                      # the channels the features now have, whatever timm's version set
+    if len(model.feature_info) == n: model.feature_info = model.feature_info[:keep + 1]   # timm leaves the pruned stages listed
+
+# %% ../nbs/04_learner.ipynb #f542addc
+def _timm_body(model, arch, n_in, pretrained, cut, min_map, size)->TimmBody:
+    "fastai's `TimmBody` of `model` up to feature stage `cut`; without one, less the last stages while their maps would be under `min_map` a side"
+    if model.default_cfg.get('pool_size') is None:                 # fastai's `TimmBody` then gives pooled features
+        raise ValueError(f"timm's {arch!r} gives no feature map for a GAP → Linear head (as a ViT): CAM needs one; "
+                         "use a convolutional arch, or `vision_learner` and `gradcam_maps`")
+    _timm_prune(model, arch, n_in, cut, min_map, size)
+    body = TimmBody(model, pretrained, None, n_in)
+    with torch.no_grad(): out = body.eval()(torch.zeros(1, n_in, *size))
+    body.train()
+    if out.ndim != 4 or out.shape[1] != model.num_features:
+        raise ValueError(f"timm's {arch!r} gives features of shape {tuple(out.shape)}, not (bs, {model.num_features}, h, w): "
+                         "CAM needs channels first; use `vision_learner` and `gradcam_maps`")
+    if min_map and not callable(getattr(model, 'prune_intermediate_layers', None)) and min(out.shape[-2:]) < min_map:
+        warnings.warn(f"{type(model).__name__} has no `prune_intermediate_layers` in this timm, so its last stages stay: its maps are "
+                      f"{out.shape[-2]}×{out.shape[-1]}, under `min_map`={min_map}; upgrade timm or use larger images")
     return body
 
 # %% ../nbs/04_learner.ipynb #9fe95abe
@@ -99,15 +170,17 @@ class CAMLearner(Learner):
         with _bf16_forward(self.model): super()._do_one_batch()
 
 # %% ../nbs/04_learner.ipynb #fa9b1db6
+def _cb_name(cb): return camel2snake(re.sub('Callback$', '', cb.__name__)) if isinstance(cb, type) else cb.name   # fastai's attribute name
+
 @delegates(vision_learner, but=['cut', 'custom_head', 'concat_pool', 'pool', 'lin_ftrs', 'first_bn', 'bn_final', 'lin_first', 'y_range'])
 def cam_learner(dls, # the data, e.g. `pets_dls()`
-                arch, # a torchvision-style model function, e.g. `resnet34`
+                arch, # a torchvision-style model function, e.g. `resnet34`, or a timm architecture's name, e.g. 'convnext_tiny'
                 normalize:bool=True, # add ImageNet normalisation when the weights are pretrained
                 n_out:int=None, # classes: default `dls.c`
                 pretrained:bool=True, # use ImageNet weights when they can be had (cached or downloadable)
-                weights=None, # torchvision weights to use
-                cut=None, # where the body ends (int or function), as in `create_body`
-                min_map:int=4, # without `cut`: drop the last groups while their maps would be under this side
+                weights=None, # torchvision weights to use (a timm arch names its weights: 'convnext_tiny.fb_in22k')
+                cut=None, # where the body ends (int or function), as in `create_body`; timm: the last feature stage to keep
+                min_map:int=4, # without `cut`: drop the last groups (timm: stages) while their maps would be under this side
                 ps:float=0., # dropout before the head's Linear layer
                 init=nn.init.kaiming_normal_, # initialisation of the head
                 splitter=None, # parameter groups: default the arch's when pretrained, one group otherwise
@@ -120,13 +193,18 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
     n_out = ifnone(n_out, get_c(dls))
     if not n_out: raise ValueError("`n_out` could not be inferred from `dls`: pass `n_out=` (the number of classes)")
     meta = model_meta.get(arch, _default_meta)
-    model, pretrained = _model(arch, pretrained, weights)
-    if normalize: _add_norm(dls, meta, pretrained, n_in)
-    body = _body(model, n_in, pretrained, cut, min_map, dls.one_batch()[0].shape[-2:], meta['cut'])
-    head = cam_head(num_features_model(body), n_out, ps)
+    if isinstance(arch, str):
+        model, pretrained = _timm_model(arch, pretrained, n_in, weights)
+        if normalize: _timm_norm(dls, model.pretrained_cfg, pretrained, n_in)
+        body = _timm_body(model, arch, n_in, pretrained, cut, min_map, dls.one_batch()[0].shape[-2:])
+    else:
+        model, pretrained = _model(arch, pretrained, weights)
+        if normalize: _add_norm(dls, meta, pretrained, n_in)
+        body = _body(model, n_in, pretrained, cut, min_map, dls.one_batch()[0].shape[-2:], meta['cut'])
+    head = cam_head(model.num_features if isinstance(body, TimmBody) else num_features_model(body), n_out, ps)
     apply_init(head, init)
     cbs = L(cbs)
-    if not any(isinstance(cb, TopLossCAM) or cb is TopLossCAM for cb in cbs): cbs.append(TopLossCAM())
+    if 'top_loss_cam' not in map(_cb_name, cbs): cbs.append(TopLossCAM())   # one only: fastai names it `learn.top_loss_cam`
     splitter = ifnone(splitter, meta['split'] if pretrained else trainable_params)
     learn = CAMLearner(dls, nn.Sequential(body, head), splitter=splitter, cbs=cbs, **kwargs)
     if pretrained: learn.freeze()
@@ -152,7 +230,7 @@ def cam(self:Learner,
 def gradcam(self:Learner,
             x, # images: a tensor (bs, 3, h, w), `first(dls.test_dl(...))`, or a `DataLoader`
             target=None, # None (each image's predicted class), an int, or one class per image
-            layer=-1, # an int into the body (-1: its last group), a module or a dotted name
+            layer=None, # None (the last feature map before the head), an int into the body (-2: the second-last group), a module or a dotted name
            )->Tensor: # (bs, h, w)
     "Grad-CAM maps of `target` at `layer` for `x`"
     return gradcam_maps(self.model, _as_batch(x), target, layer)

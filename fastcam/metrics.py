@@ -14,7 +14,7 @@ from torch import nn
 from scipy import ndimage, stats
 from torchvision.transforms.functional import gaussian_blur
 from fastprogress.fastprogress import progress_bar
-from .cam import METHODS, body_and_head, class_maps, cam_weights, get_layer, as_found, _batch, _name_of, _targets
+from .cam import METHODS, body_and_head, class_maps, get_layer, as_found, trace, _batch, _name_of, _targets
 from .vis import upsample_maps, normalize_maps
 from .data import pets_boxes
 
@@ -119,9 +119,9 @@ def _rank_corr(a, b):
     den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
     return np.where(den > 0, (ra * rb).sum(1) / np.where(den > 0, den, 1), 0.)
 
-def _top_down(model):
+def _top_down(model, x):
     "The model's parts that hold parameters, from the output back: the head's layers, then the body's groups"
-    body, head = body_and_head(model)
+    body, head = body_and_head(model, x)
     names = {m: n for n, m in model.named_modules()}
     return [(names[m], m) for m in [*head[::-1], *list(body)[::-1]] if any(True for _ in m.parameters())]
 
@@ -137,7 +137,7 @@ def sanity_check(model:nn.Module, # a trained classifier (left untouched: the ch
     base = f(model, x, t).detach().flatten(1).double().cpu().numpy()
     rnd, rows = deepcopy(model), []
     torch.manual_seed(seed)
-    for name, part in _top_down(rnd):
+    for name, part in _top_down(rnd, _batch(rnd, x)):
         for m in part.modules():
             if hasattr(m, 'reset_parameters'): m.reset_parameters()
         r = _rank_corr(base, f(rnd, x, t).detach().flatten(1).double().cpu().numpy())
@@ -160,7 +160,8 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
                        )->pd.DataFrame: # one row per method and the centre baseline
     "Pointing game, mean IoU and IoU ≥ 0.5 of every method's maps of the actual class, against the animal boxes"
     dl = dl or learn.dls.valid
-    if methods is None: methods = [m for m in METHODS if m != 'cam' or _cam_ready(learn.model)]
+    x0 = dl.one_batch()[0].as_subclass(Tensor)
+    if methods is None: methods = [m for m in METHODS if m != 'cam' or not trace(learn.model, x0).cam]
     boxes, maps, seen = pets_boxes(dl), {m: [] for m in methods}, 0
     for xb, yb in progress_bar(dl, leave=False):
         if n is not None and seen >= n: break
@@ -172,7 +173,7 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
     for m in methods:
         mp = torch.cat(maps[m])
         iou = box_iou(cam_boxes(mp, size, thresh), boxes)
-        rows.append(dict(method=m, layer=_name_of(learn.model, get_layer(learn.model, None if m == 'cam' else layer)), map=f'{mp.shape[1]}×{mp.shape[2]}',
+        rows.append(dict(method=m, layer=_name_of(learn.model, get_layer(learn.model, None if m == 'cam' else layer, x0)), map=f'{mp.shape[1]}×{mp.shape[2]}',
                          pointing_game=pointing_game(mp, boxes, size).float().mean().item(), mean_iou=iou.mean().item(),
                          iou_50=(iou >= .5).float().mean().item()))
     iou = box_iou(_centre_boxes(boxes, size), boxes)
@@ -180,6 +181,3 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
                      mean_iou=iou.mean().item(), iou_50=(iou >= .5).float().mean().item()))
     return pd.DataFrame(rows).set_index('method')
 
-def _cam_ready(model):
-    try: cam_weights(model); return True
-    except ValueError: return False

@@ -84,7 +84,8 @@ def token_maps(model:nn.Module, # a text classifier whose `layer` outputs (bs, c
                layer=-1, # as for `gradcam_maps`
               )->Tensor: # (bs, T)
     "Grad-CAM over the tokens of each review of `x`"
-    m, x = get_layer(model, layer), x.as_subclass(Tensor)              # plain tensors: fastai's types don't mix
+    x = x.as_subclass(Tensor)                                          # plain tensors: fastai's types don't mix
+    m = get_layer(model, layer, x)
     if isinstance(target, Tensor): target = target.as_subclass(Tensor)
     with as_found(model), torch.inference_mode(False), torch.enable_grad(), GraphCut(m) as cut:
         out = model(x)

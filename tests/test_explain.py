@@ -1,13 +1,17 @@
-"`fastcam explain` on folders as they come: through the installed command, interrupted, and on images PIL refuses."
+"`fastcam explain` on folders as they come: through the installed command, interrupted, on images PIL refuses, on any head, multi-label."
 import subprocess, sys
 import numpy as np, pandas as pd, pytest, torch
+from fastai.data.block import DataBlock, MultiCategoryBlock
+from fastai.data.transforms import ColReader, RandomSplitter
+from fastai.vision.data import ImageBlock
+from fastai.vision.learner import vision_learner
 from pathlib import Path
 from PIL import Image
 from torchvision.models import resnet18
 from fastai.torch_core import set_seed
 from fastcam.data import pets_dls
 from fastcam.learner import cam_learner
-from fastcam.cam import class_maps
+from fastcam.cam import class_maps, gradcam_maps
 import fastcam.cli as cli
 
 FASTCAM = Path(sys.executable).parent/'fastcam'
@@ -46,7 +50,7 @@ def test_command_end_to_end(exported, tmp_path):
 @pytest.mark.parametrize('args, message', [
     (('nope.pkl', 'imgs'), "fastcam explain: no learner file 'nope.pkl'"),
     (('model.pkl', 'empty'), 'fastcam explain: no image files in empty: give image files or folders that hold some'),
-    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown --method 'lime': use one of cam, gradcam, gradcam++, xgradcam, hirescam, layercam, scorecam"),
+    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown --method 'lime': use auto or one of cam, gradcam, gradcam++, xgradcam, hirescam, layercam, scorecam"),
     (('model.pkl', 'imgs', '--method', 'gradcam', '--layer', '12'), 'fastcam explain: --layer: `layer` 12 is out of range: the body has 7 groups'),
     (('model.pkl', 'imgs', '--target', 'dog'), "fastcam explain: unknown --target 'dog': use 'predicted', a class of ['False', 'True'] or its index"),
     (('pets/boxes.csv', 'imgs'), "fastcam explain: cannot load the learner 'pets/boxes.csv'"),
@@ -123,3 +127,94 @@ def test_any_method(exported, tmp_path, method):
     maps = class_maps(learn.model, x, None, method, -2)
     saved = torch.stack([torch.tensor(np.load(tmp_path/f)) for f in idx.map_file])
     torch.testing.assert_close(saved, maps, rtol=1e-4, atol=1e-4 * maps.abs().max().item())
+
+def saved_maps(out, idx): return torch.stack([torch.tensor(np.load(out/f)) for f in idx.map_file])
+
+def test_fastai_default_head_gets_gradcam(exported, tmp_path, capsys):
+    "fastai's default head has no CAM: `--method auto` makes Grad-CAM maps, says so, records it; `--method cam` is one clear line"
+    d, learn = exported
+    set_seed(0, reproducible=True)
+    plain = vision_learner(learn.dls, resnet18, pretrained=False, path=d)      # ConcatPool → BN → Linear → ReLU → BN → Linear
+    plain.export(d/'plain.pkl')
+    files = sorted((d/'imgs').iterdir())[:6]
+    r = run('explain', d/'plain.pkl', *files, '--out', tmp_path, '--bs', 4)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'method gradcam (auto: the head is not GAP → Linear)' in r.stdout
+    idx = pd.read_csv(tmp_path/'index.csv')
+    assert (idx.method == 'gradcam').all() and len(idx) == 6
+    x = plain.dls.test_dl([cli.load_rgb(f) for f in files], bs=6).one_batch()[0]   # the same decoded batch
+    ref = gradcam_maps(plain.model, x)
+    torch.testing.assert_close(saved_maps(tmp_path, idx), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+    with torch.no_grad(): probs = plain.model.eval()(x).softmax(1)
+    np.testing.assert_allclose(idx.probability, probs.max(1).values.numpy(), atol=1e-4)
+    done = {f: (tmp_path/f).stat().st_mtime_ns for f in idx.overlay}
+    cli.explain(str(d/'plain.pkl'), *map(str, files), out=str(tmp_path), method='gradcam')    # the method the index records: kept
+    assert '0 explained, 6 kept from an earlier run' in capsys.readouterr().out
+    assert all((tmp_path/f).stat().st_mtime_ns == t for f, t in done.items()) and pd.read_csv(tmp_path/'index.csv').equals(idx)
+    with pytest.raises(SystemExit) as e: cli.main(['explain', str(d/'plain.pkl'), *map(str, files), '--method', 'cam'])
+    assert str(e.value.code).startswith('fastcam explain: --method cam: CAM needs a head that is global average pooling')
+
+LABELS = ['cat', 'dog/puppy', 'Dog puppy']          # made safe for file names, the last two look alike (to a file system that ignores case)
+
+@pytest.fixture(scope='module')
+def multi(tmp_path_factory):
+    "A multi-label learner with fastai's default head, untrained, whose threshold lets two labels through; 8 images"
+    d = tmp_path_factory.mktemp('multi')
+    rng, rows = np.random.default_rng(0), []
+    (d/'imgs').mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(d/'imgs'/f'{i}.png')
+        rows.append((f'{i}.png', ';'.join(l for l in LABELS if rng.random() < 0.5)))
+    df = pd.DataFrame(rows, columns=['fname', 'labels'])
+    dls = DataBlock(blocks=(ImageBlock, MultiCategoryBlock), get_x=ColReader('fname', pref=d/'imgs'), get_y=ColReader('labels', label_delim=';'),
+                    splitter=RandomSplitter(0.25, seed=0)).dataloaders(df, bs=4, num_workers=0)
+    set_seed(0, reproducible=True)
+    learn = vision_learner(dls, resnet18, pretrained=False, path=d)
+    files = sorted((d/'imgs').iterdir())
+    x = learn.dls.test_dl([cli.load_rgb(f) for f in files], bs=8).one_batch()[0]
+    with torch.no_grad(): probs = learn.model.eval()(x).sigmoid()
+    lo, hi = probs.sort(1, descending=True).values[:, 1:3].T            # every image's second and third highest probability
+    assert lo.min() > hi.max() + 1e-3                                   # a clear gap for the threshold
+    learn.loss_func.thresh = float(lo.min() + hi.max()) / 2
+    learn.export(d/'multi.pkl')
+    learn.loss_func.thresh = 0.999
+    learn.export(d/'none.pkl')                                          # no label above it
+    return d, learn, files, x, probs
+
+def test_multi_label_one_map_per_label(multi, tmp_path):
+    "One row and one map per (image, label above the threshold), each map `class_maps` of its label; names distinct; resumed"
+    d, learn, files, x, probs = multi
+    vocab = list(learn.dls.vocab)
+    assert vocab == sorted(LABELS) and cli._file_labels(vocab) == ['0-Dog_puppy', '1-cat', '2-dog_puppy']
+    r = run('explain', d/'multi.pkl', d/'imgs', '--out', tmp_path, '--bs', 3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert '8 explained (16 maps), 0 kept from an earlier run, 0 failed, 0 skipped; method gradcam (auto: the head is not GAP → Linear)' in r.stdout
+    idx = pd.read_csv(tmp_path/'index.csv', dtype=str, keep_default_na=False)
+    above = probs >= probs.sort(1, descending=True).values[:, 1:2]      # the threshold exported lets each image's top two through
+    want = [(str(f), vocab[c]) for f, a in zip(files, above) for c in a.nonzero()[:, 0].tolist()]
+    assert list(zip(idx.file, idx.label)) == want and (idx.status == 'ok').all() and (idx.reason == '').all()
+    assert idx.predicted.tolist() == [';'.join(vocab[c] for c in a.nonzero()[:, 0].tolist()) for a in above for _ in range(2)]
+    i = torch.tensor([files.index(Path(f)) for f in idx.file]); c = torch.tensor([vocab.index(o) for o in idx.label])
+    np.testing.assert_allclose(idx.probability.astype(float), probs[i, c].numpy(), atol=1e-4)
+    assert idx.overlay.is_unique and idx.map_file.is_unique and len({o.lower() for o in idx.overlay}) == 16
+    safe = dict(zip(vocab, cli._file_labels(vocab)))
+    assert idx.overlay.tolist() == [f'{Path(f).name}.{safe[l]}.cam.png' for f, l in zip(idx.file, idx.label)]
+    assert sorted(o.name for o in tmp_path.iterdir()) == sorted([*idx.overlay, *idx.map_file, 'index.csv'])
+    ref = class_maps(learn.model, x[i], c)                               # each row's map, made alone for its label
+    torch.testing.assert_close(saved_maps(tmp_path, idx), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+    done = {f: (tmp_path/f).stat().st_mtime_ns for f in idx.overlay}
+    again = cli.explain(str(d/'multi.pkl'), str(d/'imgs'), out=str(tmp_path))
+    assert len(again) == 16 and all((tmp_path/f).stat().st_mtime_ns == t for f, t in done.items())
+    assert pd.read_csv(tmp_path/'index.csv', dtype=str, keep_default_na=False).equals(idx)
+
+def test_multi_label_target_and_no_label(multi, tmp_path):
+    "`--target` a label: one map per image; no label above the threshold: the most probable label's map, with a note"
+    d, learn, files, x, probs = multi
+    t = cli.explain(str(d/'multi.pkl'), str(d/'imgs'), out=str(tmp_path/'t'), target='dog/puppy')
+    assert len(t) == 8 and (t.label == 'dog/puppy').all() and (t.target == 'dog/puppy').all() and (t.reason == '').all()
+    assert t.overlay.str.endswith('.2-dog_puppy.cam.png').all()
+    torch.testing.assert_close(saved_maps(tmp_path/'t', t), ref := class_maps(learn.model, x, 2), rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+    n = cli.explain(str(d/'none.pkl'), str(d/'imgs'), out=str(tmp_path/'n'))
+    assert len(n) == 8 and (n.predicted == '').all() and (n.label == [learn.dls.vocab[c] for c in probs.argmax(1)]).all()
+    assert (n.reason == 'no label above the threshold 0.999: the map of its most probable label').all() and (n.status == 'ok').all()
+    torch.testing.assert_close(saved_maps(tmp_path/'n', n), ref := class_maps(learn.model, x), rtol=1e-4, atol=1e-4 * ref.abs().max().item())

@@ -39,7 +39,7 @@ def state(m):
     (lambda m, x: class_maps(m, x, method='lime'), "unknown `method` 'lime'"),
     (lambda m, x: layer_grads(m, x, layer=nn.Conv2d(3, 3, 1)), '`layer` is a module that is not part of this model'),
     (lambda m, x: learner(m).gradcam(x, layer=-7), '`layer` -7 is out of range'),
-    (lambda m, x: learner(m).cam(x[:, :1]), 'expected input[2, 1, 8, 8] to have 3 channels'),
+    (lambda m, x: learner(m).cam(x[:, :1]), '1, 8, 8] to have 3 channels, but got 1 channels instead'),
 ])
 def test_model_unchanged_after_error(call, message):
     m, x = model_with_boom(), torch.randn(2, 3, 8, 8)

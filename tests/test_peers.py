@@ -80,3 +80,56 @@ def test_torchcam_variants_agree(r34, xb, method, name, layer):
         theirs = torch.stack([ext(t, r34(xb[i:i+1]), normalized=False)[0][0] for i, t in enumerate(TARGETS)])
     r34.zero_grad(set_to_none=True)
     torch.testing.assert_close(gradcam_maps(r34, xb, target=TARGETS, layer=layer, method=method).relu(), theirs, rtol=1e-9, atol=1e-9)
+
+def pgc_raw(model, layer, x, targets, reshape):
+    "pytorch-grad-cam's Grad-CAM before its ReLU and scaling: its activations and gradients (through `reshape`), its weighting"
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as peer:
+        out = peer.activations_and_grads(x)
+        sum(ClassifierOutputTarget(t)(o) for t, o in zip(targets, out)).backward()
+        a, g = (o[0].numpy() for o in (peer.activations_and_grads.activations, peer.activations_and_grads.gradients))
+        cam = peer.get_cam_image(x, layer, None, a, g)
+    model.zero_grad(set_to_none=True)
+    return torch.from_numpy(cam)
+
+def tokens_to_grid(prefix, h, w):
+    "The `reshape_transform` pytorch-grad-cam's ViT tutorial writes by hand (here with the prefix and grid as arguments)"
+    return lambda t: t[:, prefix:, :].reshape(t.size(0), h, w, t.size(2)).permute(0, 3, 1, 2)
+
+def _vit(cls, **kw):
+    torch.manual_seed(0)
+    return cls(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5, **kw).double().eval()
+
+@pytest.mark.parametrize('name', ['vit', 'deit', 'vit_dynamic_160', 'swin', 'swin_tokens', 'tv_vit'])
+def test_pytorch_grad_cam_agrees_on_transformers(name):
+    "fastcam finds the layout and the grid itself; pytorch-grad-cam is told them with a `reshape_transform`"
+    from timm.models.vision_transformer import VisionTransformer
+    from timm.models.deit import VisionTransformerDistilled
+    from timm.models.swin_transformer import SwinTransformer
+    import torchvision.models as tvm
+    torch.manual_seed(1)
+    x, targets = torch.randn(3, 3, 32, 32, dtype=torch.float64), [0, 3, 4]
+    if name == 'vit': model = _vit(VisionTransformer); layer, reshape = model.blocks[-1].norm1, tokens_to_grid(1, 4, 4)
+    if name == 'deit': model = _vit(VisionTransformerDistilled); layer, reshape = model.blocks[-1].norm1, tokens_to_grid(2, 4, 4)
+    if name == 'vit_dynamic_160':                       # the grid follows the input: 160 px in 16-px patches is 10×10
+        torch.manual_seed(0)
+        model = VisionTransformer(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_classes=5, dynamic_img_size=True).double().eval()
+        x, layer, reshape = torch.randn(3, 3, 160, 160, dtype=torch.float64), model.blocks[-1].norm1, tokens_to_grid(1, 10, 10)
+    if name == 'swin':
+        torch.manual_seed(0)
+        model = SwinTransformer(img_size=32, patch_size=4, window_size=4, embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=5).double().eval()
+        layer, reshape = model.layers[-1], lambda t: t.permute(0, 3, 1, 2)     # a stage: (bs, h, w, channels)
+    if name == 'swin_tokens':                           # inside a block: (bs, h·w, channels), no prefix
+        torch.manual_seed(0)
+        model = SwinTransformer(img_size=32, patch_size=4, window_size=4, embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=5).double().eval()
+        layer, reshape = model.layers[-1].blocks[-1].norm2, tokens_to_grid(0, 4, 4)
+    if name == 'tv_vit':
+        torch.manual_seed(0)
+        model = tvm.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=5).double().eval()
+        torch.nn.init.normal_(model.heads.head.weight)   # torchvision starts it at zero: no gradient would reach any layer
+        layer, reshape = model.encoder.layers[-1].ln_1, tokens_to_grid(1, 4, 4)
+    ours = gradcam_maps(model, x, target=targets, layer=layer)
+    if 'swin' not in name: assert gradcam_maps(model, x, target=targets).equal(ours)   # the default layer is the peers' recommendation
+    torch.testing.assert_close(ours, pgc_raw(model, layer, x, targets, reshape), rtol=1e-9, atol=1e-12)
+    assert n_hooks(model) == 0

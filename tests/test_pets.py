@@ -97,3 +97,18 @@ def test_callback_and_show_cam_take_any_method(small, method):
     with learn.no_bar(): axs, shown = learn.show_cam(k=3, method='layercam', layer=-2), learn.top_losses_cam(3, 'layercam', -2, 'actual')
     assert shown.method == 'layercam' and [ax.get_title() for ax in axs] == shown.titles()
     torch.testing.assert_close(shown.maps, class_maps(learn.model, x[shown.idxs], shown.actual, 'layercam', -2).cpu())
+
+def test_chapter_session_default_head(tmp_path):
+    "The chapter's own learner, fastai's default head (no CAM): `fine_tune`, then `show_cam` shows Grad-CAM maps of the top losses"
+    from fastcam.all import vision_learner, gradcam_maps
+    dls = pets_dls(n=120, size=64, path=tmp_path, bs=16, num_workers=0)
+    learn = vision_learner(dls, resnet34, metrics=error_rate, pretrained=False)
+    with learn.no_bar(), learn.no_logging(): learn.fine_tune(1)
+    with learn.no_bar(): axs = learn.show_cam()
+    assert axs[0].figure._suptitle.get_text() == "Grad-CAM at 0.7 (auto: the head can't give CAM)"
+    with learn.no_bar(): res = learn.top_losses_cam()
+    assert res.method == 'gradcam' and len(res) == 9 and [ax.get_title() for ax in axs] == res.titles()
+    with learn.no_bar(): _, _, losses = learn.get_preds(with_loss=True)
+    assert res.idxs.tolist() == losses.topk(9).indices.tolist()
+    torch.testing.assert_close(res.maps, gradcam_maps(learn.model, _valid_x(learn)[res.idxs], res.predicted).cpu())
+    assert n_hooks(learn.model) == 0

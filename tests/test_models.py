@@ -1,0 +1,99 @@
+"Models that are not fastcam's: torchvision's and timm's, directly and through fastai; wrapped by DDP or torch.compile"
+import os, tempfile, pytest, torch, timm, torchvision.models as tvm
+import torch.distributed as dist
+from torch import nn
+from fastcam.cam import trace, get_layer, pick_method, cam_maps, cam_weights, gradcam_maps, class_maps, unwrap, _name_of
+from fastcam.hooks import n_hooks
+
+def by_hand(model, x, layer, target):
+    "Grad-CAM in plain PyTorch at the module named `layer`: a forward hook keeps its output, autograd gives its gradient"
+    model.eval(); kept = []
+    def hook(m, i, o): kept.append(o); return o.clone()   # the rest of the model gets a copy: an in-place op there can't change `o`
+    h = model.get_submodule(layer).register_forward_hook(hook)
+    try:
+        out = model(x)
+        g, = torch.autograd.grad(out[torch.arange(len(x)), target].sum(), kept[-1])
+    finally: h.remove()
+    return torch.einsum('bk,bkij->bij', g.mean((2, 3)), kept[-1]).detach()
+
+# name, constructor, default layer, layer -2, CAM exact on its own head
+ZOO = [
+    ('resnet18', lambda: tvm.resnet18(), 'layer4', 'layer3', True),
+    ('densenet121', lambda: tvm.densenet121(), 'features.norm5', 'features.denseblock4', False),   # a functional ReLU before the pooling
+    ('mobilenet_v3_small', lambda: tvm.mobilenet_v3_small(), 'features.12', 'features.11', False), # Linear → Hardswish → Linear
+    ('efficientnet_b0', lambda: tvm.efficientnet_b0(), 'features.8', 'features.7', True),
+    ('convnext_tiny', lambda: tvm.convnext_tiny(), 'features.7', 'features.6', False),              # LayerNorm2d after the pooling
+    ('vgg11', lambda: tvm.vgg11(), 'features.20', 'features.19', False),
+    ('regnet_x_400mf', lambda: tvm.regnet_x_400mf(), 'trunk_output', 'stem', True),
+    ('timm resnet18', lambda: timm.create_model('resnet18'), 'layer4', 'layer3', True),
+    ('timm convnext_tiny', lambda: timm.create_model('convnext_tiny'), 'stages.3', 'stages.2', False),
+    ('timm efficientnet_b0', lambda: timm.create_model('efficientnet_b0'), 'bn2', 'blocks.4', True),  # its last activation is inside bn2
+    ('timm regnetx_002', lambda: timm.create_model('regnetx_002'), 's4', 's3', True),
+]
+
+@pytest.mark.parametrize('name, make, default, second, exact', ZOO, ids=[z[0] for z in ZOO])
+def test_zoo(name, make, default, second, exact):
+    torch.manual_seed(0)
+    model, x = make().double().eval(), torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    assert _name_of(model, get_layer(model, x=x)) == default
+    assert _name_of(model, get_layer(model, -2, x)) == second
+    assert (trace(model, x).cam == '') == exact
+    assert pick_method(model, x) == ('cam' if exact else 'gradcam')
+    with torch.no_grad(): logits = model(x)
+    t = logits.argmax(1)
+    g = gradcam_maps(model, x)
+    torch.testing.assert_close(g, by_hand(model, x, default, t), rtol=1e-9, atol=1e-12)
+    if exact:                                                            # CAM: its identity, and Grad-CAM × h·w == CAM
+        cams = cam_maps(model, x)
+        torch.testing.assert_close(cams.mean((2, 3)) + cam_weights(model, x)[1], logits, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(g * g[0].numel(), cams[torch.arange(2), t], rtol=1e-7, atol=1e-9)
+    else:
+        with pytest.raises(ValueError, match='CAM needs a head that is global average pooling'): cam_maps(model, x)
+    torch.testing.assert_close(class_maps(model, x), cams[torch.arange(2), t] if exact else g)
+    assert n_hooks(model) == 0
+
+def test_wrapped_models():
+    "DistributedDataParallel (what fastai's `distrib_ctx` makes) and torch.compile are looked through"
+    torch.manual_seed(0)
+    model, x = tvm.resnet18().double().eval(), torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with tempfile.TemporaryDirectory() as d:
+        dist.init_process_group('gloo', init_method=f'file://{d}/pg', rank=0, world_size=1)
+        try:
+            for wrapped in (nn.parallel.DistributedDataParallel(model), torch.compile(model)):
+                assert unwrap(wrapped) is model
+                assert get_layer(wrapped, x=x) is model.layer4 and get_layer(wrapped, -2, x) is model.layer3
+                assert get_layer(wrapped, 'layer3') is model.layer3
+                torch.testing.assert_close(class_maps(wrapped, x), class_maps(model, x), rtol=0, atol=0)
+                torch.testing.assert_close(gradcam_maps(wrapped, x, layer=-2), gradcam_maps(model, x, layer=-2), rtol=0, atol=0)
+        finally: dist.destroy_process_group()
+
+TIMM = [('resnet18', 'layer4', 'layer3'), ('convnext_tiny', 'stages.3', 'stages.2'),
+        ('efficientnet_b0', 'bn2', 'blocks.4'), ('regnetx_002', 's4', 's3')]
+
+@pytest.fixture(scope='module')
+def dls():
+    from fastcam.data import pets_dls
+    with tempfile.TemporaryDirectory() as d: yield pets_dls(n=40, size=64, path=d, bs=8, num_workers=0)
+
+@pytest.mark.parametrize('arch, default, second', TIMM, ids=[t[0] for t in TIMM])
+def test_timm_through_fastai(dls, arch, default, second):
+    "fastai's `vision_learner` with a timm name: a `TimmBody` and fastai's default head; ints index timm's stages"
+    import matplotlib; matplotlib.use('Agg')
+    from fastai.vision.learner import vision_learner
+    from fastcam.callback import TopLossCAM
+    import fastai.callback.progress                       # `no_bar`
+    torch.manual_seed(0)
+    learn = vision_learner(dls, arch, pretrained=False, cbs=TopLossCAM(k=3, fname=None))
+    model, x = learn.model, dls.valid.one_batch()[0].as_subclass(torch.Tensor)
+    assert _name_of(model, get_layer(model, x=x)) == f'0.model.{default}'
+    assert _name_of(model, get_layer(model, -2, x)) == f'0.model.{second}'
+    assert get_layer(model, second) is model[0].model.get_submodule(second)       # the timm model's own names
+    assert pick_method(model, x) == 'gradcam'
+    torch.testing.assert_close(class_maps(model, x), gradcam_maps(model, x, layer=default))
+    if arch == 'resnet18':                                # the callback during a fit (once: training costs time)
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4)
+        res = learn.top_loss_cam.result
+        assert (res.method, res.layer_name, len(res)) == ('gradcam', f'0.model.{default}', 3)
+    with learn.no_bar(): axs = learn.show_cam(3)
+    assert len(axs) == 3 and axs[0].figure._suptitle.get_text() == f"Grad-CAM at 0.model.{default} (auto: the head can't give CAM)"
+    assert n_hooks(model) == 0
