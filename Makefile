@@ -32,8 +32,9 @@ lint: dev                            ## notebooks clean, module and README in st
 	@git status --porcelain -- nbs fastcam README.md | grep . && { echo 'lint: the lines above changed: run `make lint` and commit'; exit 1; } || echo 'lint: clean'
 
 bench: install                       ## speed and memory against the lower bound and the peers
-	$(BIN)/pip install -q grad-cam torchcam captum
+	$(BIN)/pip install -q grad-cam torchcam captum timm
 	$(BIN)/python bench/bench_gradcam.py
 	$(BIN)/python bench/bench_callback.py
 	$(BIN)/python bench/bench_methods.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_vit.py

@@ -97,3 +97,45 @@ def test_timm_through_fastai(dls, arch, default, second):
     with learn.no_bar(): axs = learn.show_cam(3)
     assert len(axs) == 3 and axs[0].figure._suptitle.get_text() == f"Grad-CAM at 0.model.{default} (auto: the head can't give CAM)"
     assert n_hooks(model) == 0
+
+def test_every_method_on_tokens():
+    "Every method on a ViT's tokens and a Swin's channels-last stage: batched (== one image at a time), hook-safe, model left as found"
+    from timm.models.vision_transformer import VisionTransformer
+    from timm.models.swin_transformer import SwinTransformer
+    from fastcam.cam import METHODS
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3).double()
+    swin = SwinTransformer(img_size=32, patch_size=4, window_size=4, embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=3).double()
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    for model, layer in ((vit, None), (swin, -1)):
+        model.train(); model.patch_embed.requires_grad_(False)                # a model in training, partly frozen
+        before = [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]
+        for method in METHODS:
+            if method == 'cam' and model is vit: continue                     # its head reads the class token: no CAM
+            lyr = None if method == 'cam' else layer                          # CAM: the layer the head pools
+            with torch.no_grad(): maps = class_maps(model, x, [0, 1, 2], method, lyr)
+            assert maps.shape == (3, 4, 4)
+            one = torch.cat([class_maps(model, x[i:i+1], [i], method, lyr) for i in range(3)])
+            torch.testing.assert_close(maps, one, rtol=1e-9, atol=1e-12)
+        assert ([m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]) == before
+        assert n_hooks(model) == 0 and all(p.grad is None for p in model.parameters())
+
+def test_vit_through_fastai(dls):
+    "fastai's `vision_learner` with a timm ViT name: `TopLossCAM` and `show_cam` make Grad-CAM maps on the token grid"
+    import matplotlib; matplotlib.use('Agg')
+    from fastai.vision.learner import vision_learner
+    from fastcam.callback import TopLossCAM
+    import fastai.callback.progress
+    torch.manual_seed(0)
+    learn = vision_learner(dls, 'vit_tiny_patch16_224', pretrained=False, img_size=64, cbs=TopLossCAM(k=3, fname=None))
+    model, x = learn.model, dls.valid.one_batch()[0].as_subclass(torch.Tensor)
+    assert _name_of(model, get_layer(model, x=x)) == '0.model.blocks.11.norm1'
+    assert trace(model, x).layouts[get_layer(model, x=x)] == ('tokens', 1, (4, 4))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4)
+    res = learn.top_loss_cam.result
+    assert (res.method, res.layer_name, tuple(res.maps.shape)) == ('gradcam', '0.model.blocks.11.norm1', (3, 4, 4))
+    torch.testing.assert_close(res.maps, gradcam_maps(model, torch.cat([b[0] for b in dls.valid])[res.idxs].as_subclass(torch.Tensor), res.predicted))
+    with learn.no_bar(): axs = learn.show_cam(3)
+    assert axs[0].figure._suptitle.get_text() == "Grad-CAM at 0.model.blocks.11.norm1 (auto: the head can't give CAM)"
+    with pytest.raises(ValueError, match="`layer` '0.model.blocks.11' gets no gradient"): learn.show_cam(3, layer=-1)
+    assert n_hooks(model) == 0
