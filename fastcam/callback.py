@@ -7,6 +7,7 @@ Docs: https://fastcam.github.io/fastcam/callback.html.md"""
 # %% ../nbs/05_callback.ipynb #f96eab18
 from __future__ import annotations
 import json, re, shutil, tempfile
+from contextlib import contextmanager
 from pathlib import Path
 import pandas as pd
 import torch
@@ -16,7 +17,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.interpret import Interpretation
 from fastai.torch_core import TensorImage, display_df, get_random_states, set_random_states
-from .cam import class_maps, cam_weights, get_layer, pick_method, METHODS, _name_of
+from .cam import class_maps, get_layer, pick_method, trace, METHODS, _name_of
 from .vis import show_maps, overlay
 
 # %% auto #0
@@ -26,7 +27,7 @@ __all__ = ['TopLosses', 'load_cams', 'TopLossCAM']
 class TopLosses:
     "The `k` highest-loss validation items and their maps: positions, items, classes, probabilities, losses, images; maps of (item, class)"
     def __init__(self, idxs, items, actual, predicted, probs, losses, maps, imgs, vocab, method='cam', layer=None,
-                 map_item=None, map_class=None, layer_name=None, asked=None):
+                 map_item=None, map_class=None, layer_name=None, asked=None, why=''):
         store_attr()
         if map_item is None: self.map_item = torch.arange(len(maps))                  # one map per item, of its prediction
         if map_class is None: self.map_class = predicted.long()
@@ -42,7 +43,8 @@ class TopLosses:
         if not self.multi_label:
             cols = (self.predicted.tolist(), self.actual.tolist(), self.losses.tolist(), self.probs.tolist())
             return [f'{v[p]}/{v[a]} / {l:.2f} / {pr:.2f}' for p, a, l, pr in (tuple(c[i] for c in cols) for i in its)]
-        how = lambda i, c: ('right' if self.actual[i, c] else 'wrong') if self.predicted[i, c] else 'missed'
+        how = lambda i, c: (('right' if self.actual[i, c] else 'wrong') if self.predicted[i, c] else 'missed' if self.actual[i, c]
+                            else 'most probable, under the threshold')
         return [f'Image {i}: {v[c]} {self.probs[i, c]:.2f} ({how(i, c)})' for i, c in zip(its, cls)]
 
     def table(self)->pd.DataFrame:
@@ -66,7 +68,7 @@ class TopLosses:
         "What made the maps: 'CAM at 0.7' or 'Grad-CAM at 0.7 (auto: the head can't give CAM)'"
         name = dict(cam='CAM', gradcam='Grad-CAM', scorecam='Score-CAM', layercam='LayerCAM', hirescam='HiResCAM',
                     xgradcam='XGrad-CAM').get(self.method, self.method.replace('gradcam', 'Grad-CAM'))
-        why = " (auto: the head can't give CAM)" if self.asked[0] == 'auto' and self.method != 'cam' else ''
+        why = f" (auto: {self.why})" if self.asked[0] == 'auto' and self.method != 'cam' and self.why else ''
         return f"{name} at {self.layer_name or self.layer or 'the default layer'}{why}"
 
 # %% ../nbs/05_callback.ipynb #1d313aee
@@ -94,7 +96,7 @@ def save(self:TopLosses, path)->Path: # the folder written
         cols = dict(idxs=self.idxs, actual=self.actual, predicted=self.predicted, probs=self.probs, losses=self.losses,
                     maps=self.maps, imgs=self.imgs, map_item=self.map_item, map_class=self.map_class)
         meta = dict(method=self.method, asked=[self.asked[0], self.asked[1] if self.asked[1] is None else str(self.asked[1])],
-                    layer=self.layer if self.layer is None else str(self.layer), layer_name=self.layer_name)
+                    layer=self.layer if self.layer is None else str(self.layer), layer_name=self.layer_name, why=self.why)
         torch.save(dict(items=[str(o) for o in self.items], vocab=[str(v) for v in self.vocab], **meta,
                         **{k: v.cpu() for k, v in cols.items()}), tmp/'maps.pt')
         rows = self._rows()
@@ -116,14 +118,19 @@ def load_cams(path)->TopLosses:
     d = torch.load(path/'maps.pt', weights_only=True)
     return TopLosses(d['idxs'], d['items'], d['actual'], d['predicted'], d['probs'], d['losses'], d['maps'], d['imgs'],
                      d['vocab'], d['method'], d['layer'], d.get('map_item'), d.get('map_class'), d.get('layer_name'),
-                     tuple(d['asked']) if 'asked' in d else None)
+                     tuple(d['asked']) if 'asked' in d else None, d.get('why', ''))
 
 # %% ../nbs/05_callback.ipynb #37aac558
-def _peek(dl):
-    "The first batch of `dl`, every random generator left as it was: training goes exactly as it would without it"
+@contextmanager
+def _rng_kept():
+    "Every random generator left as it was after the block: training goes exactly as it would without it"
     states = get_random_states()
-    try: return dl.one_batch()
+    try: yield
     finally: set_random_states(**states)
+
+def _peek(dl):
+    "The first batch of `dl`, every random generator left as it was"
+    with _rng_kept(): return dl.one_batch()
 
 def _check_method(method):
     if method != 'auto' and method not in METHODS: raise ValueError(f"unknown `method` {method!r}: use 'auto' or one of {', '.join(map(repr, METHODS))}")
@@ -149,9 +156,8 @@ class TopLossCAM(Callback):
         if yb.is_floating_point() and not (yb.ndim == 2 and hasattr(self.learn.loss_func, 'thresh')):
             raise ValueError(f"`TopLossCAM` needs a classifier (one class per item, or multi-label targets with a `thresh`), not targets "
                              f"of {tuple(yb.shape)} {yb.dtype}: for a regression model, make maps of chosen images with `gradcam_maps`")
-        x = _as_plain(xb)
-        pick_method(self.learn.model, x, self.method, get_layer(self.learn.model, self.layer, x))
-        if self.method == 'cam': cam_weights(self.learn.model, x)
+        x = _as_plain(xb)[:1]
+        with _rng_kept(): class_maps(self.learn.model, x, None, self.method, self.layer)   # the maps of one image, thrown away
     def before_train(self): self.fitting = not hasattr(self.learn, 'lr_finder')   # a fit that trains, and is no `lr_find`
 
     def before_validate(self):
@@ -210,8 +216,9 @@ def _top_losses(learn, dl, top, method, layer, target)->TopLosses:
     imgs = (imgs if imgs.max() > 1 else imgs * 255).round().clamp(0, 255).byte().cpu().as_subclass(Tensor)
     items = getattr(dl, 'items', None)
     items = [_item(items, int(i)) for i in top['idxs']]
+    why = '' if used == method else "the head can't give CAM" if trace(learn.model, x).cam else "CAM is only at the layer the head pools"
     return TopLosses(top['idxs'], items, actual, predicted, p_item, top['losses'], maps, imgs, learn.dls.vocab, used, layer,
-                     item, cls, _name_of(learn.model, get_layer(learn.model, layer, x)), (method, layer))
+                     item, cls, _name_of(learn.model, get_layer(learn.model, layer, x)), (method, layer), why)
 
 # %% ../nbs/05_callback.ipynb #dadadbb9
 @patch

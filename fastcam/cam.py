@@ -7,6 +7,7 @@ Docs: https://fastcam.github.io/fastcam/cam.html.md"""
 # %% ../nbs/01_cam.ipynb #01c27b62
 from __future__ import annotations
 import difflib, re, weakref
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 import torch
@@ -80,9 +81,10 @@ def _record(model, x):
         c = open_.pop(); c.end, c.out = next(tick), out
         if isinstance(out, Tensor): c.kept, c.version = out.detach().clone(), out._version   # a later in-place op can't change `kept`
     hs = [h for m in names for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
-    x = x.detach().clone().requires_grad_(x.is_floating_point())      # so that every output has a gradient (see below)
     try:
-        with as_found(model), torch.inference_mode(False), torch.enable_grad(): out = model(x)
+        with as_found(model), torch.inference_mode(False), torch.enable_grad():
+            x = x.detach().clone().requires_grad_(x.is_floating_point())   # so that every output has a gradient (see below)
+            out = model(x)
     finally:
         for h in hs: h.remove()
     return calls, out
@@ -136,7 +138,7 @@ def _affine(head)->tuple: # ((W, b), '') or (None, why not)
         if _is_pool(m) and pooled is None and W is None:
             if not _is_gap(m): return None, f"this head pools with {type(m).__name__}, not a global average"
             pooled = m; continue
-        if isinstance(m, nn.Linear): A, t = m.weight, m.bias
+        if isinstance(m, nn.Linear): A, t = m.weight, m.bias if m.bias is not None else m.weight.new_zeros(len(m.weight))
         elif isinstance(m, nn.BatchNorm1d) and m.running_var is not None:
             s = (m.running_var + m.eps).rsqrt() * (m.weight if m.affine else 1)
             A, t = torch.diag(s), (m.bias if m.affine else 0) - m.running_mean * s
@@ -158,7 +160,7 @@ _FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm
 def _says(m)->str|None:
     "What a module says of its output's layout: 'nchw', 'nhwc' (it acts on the last dimension), or None"
     if isinstance(m, _FIRST) or type(m).__name__ == 'LayerNorm2d': return 'nchw'
-    if isinstance(m, (nn.Linear, nn.LayerNorm)): return 'nhwc'
+    if isinstance(m, nn.Linear) or isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1: return 'nhwc'
 
 def _moves_axes(m)->bool: return bool(re.search('permute|transpose', type(m).__name__, re.I))   # e.g. torchvision's `Permute`
 
@@ -177,8 +179,8 @@ def _layouts(model, calls, x)->dict:
     for c in sorted((c for c in calls if isinstance(c.out, Tensor) and c.out.ndim in (3, 4) and len(c.out) == len(x)), key=lambda c: c.end):
         said = None                                                       # what the last module that says something says
         for l in reversed([l for l in leaves if l.end <= c.end]):
-            said = _says(l.module)
-            if said or _moves_axes(l.module) or l.out.shape != c.out.shape: break
+            if _moves_axes(l.module) or l.out.shape != c.out.shape: said = None; break
+            if said := _says(l.module): break
         else: said = 'nchw' if x.ndim == 4 else None                     # the model's input: channels first
         shape = tuple(c.out.shape[1:])
         if len(shape) == 3:
@@ -191,7 +193,7 @@ def _layouts(model, calls, x)->dict:
     for c, said, (n, _) in seqs:                                          # tokens: the patch grid after a prefix, or a grid seen elsewhere
         if said == 'nchw': res[c.module] = f"its output {(n, _)} is (channels, length), not tokens"; continue
         p = n - patch[0] * patch[1] if patch else -1
-        ok = [('tokens', p, patch)] if p >= 0 and declared in (None, p) else []
+        ok = [('tokens', p, patch)] if p >= 0 and (declared is None or p in (0, declared)) else []   # 0: before the prefix is added
         ok = ok or list(dict.fromkeys(('tokens', declared or 0, g) for g in grids if g[0] * g[1] == n - (declared or 0)))
         res[c.module] = ok[0] if len(ok) == 1 else f"its output {(n, _)} is not a sequence of patch tokens that fastcam can place on the image"
     return res
@@ -209,7 +211,7 @@ class Trace:
     layer:nn.Module # the default layer
     groups:list # the body's groups (timm: its stages)
     head:list # the modules that run after `layer`, in order (a pooling module counts as one)
-    chain:list # the model and the modules down to the groups (names may be relative to any of them)
+    chain:list # the modules from the model's child down to the groups (names may be relative to any of them)
     shape:tuple # `layer`'s feature map for one image: (channels, h, w)
     cam:str # '' when CAM is exact on this head, else why not
     layouts:dict # each module's output layout, or why it has none
@@ -220,7 +222,7 @@ def _blind(calls, out, layouts)->set:
     if not (isinstance(out, Tensor) and out.ndim == 2 and out.requires_grad): return set()
     cs = [c for c in calls if isinstance(layouts.get(c.module), tuple) and c.out.requires_grad and c.out._version == c.version]
     ts = list({id(c.out): c.out for c in cs}.values())
-    with torch.enable_grad(): gs = dict(zip(map(id, ts), torch.autograd.grad(out[0].max(), ts, allow_unused=True)))
+    with torch.inference_mode(False), torch.enable_grad(): gs = dict(zip(map(id, ts), torch.autograd.grad(out[0].max(), ts, allow_unused=True)))
     blind = {c.module for c in cs if gs[id(c.out)] is None or not _to_map(gs[id(c.out)], layouts[c.module]).any()}
     return blind if len(blind) < len({c.module for c in cs}) else set()   # blind everywhere: the score ignores the input (a zero head)
 
@@ -229,11 +231,16 @@ def _analyse(model, calls, out, x)->Trace:
     groups, chain = _groups(model, calls, made)
     layouts = _layouts(model, calls, x)
     blind = _blind(calls, out, layouts)
-    at = max([c for c in made if c.module not in chain and not isinstance(c.module, nn.Identity)] or made, key=lambda c: c.end)
+    once = {m for m, n in Counter(c.module for c in calls).items() if n == 1}   # a module called twice can't be hooked for one of its calls
+    at = max([c for c in made if c.module not in chain and not isinstance(c.module, nn.Identity) and c.module in once]
+             or [c for c in made if c.module in once] or made, key=lambda c: c.end)
+    if at.module not in once:                                            # e.g. one ReLU module used in the body and the head
+        at = max([c for c in calls if c.end <= at.end and c.module in once and c.module not in chain and isinstance(c.kept, Tensor)
+                  and c.kept.shape == at.kept.shape] or [at], key=lambda c: c.end)
     if any(c.module is groups[-1] for c in made) and any(m is groups[-1] for m in at.module.modules()):
         at = next(c for c in made if c.module is groups[-1])            # the last group, rather than a container of it
     if at.module in blind:                                               # e.g. a ViT's last blocks: only the class token reaches the head
-        at = max([c for c in calls if c.end <= at.end and c.module not in blind and isinstance(c.kept, Tensor)
+        at = max([c for c in calls if c.end <= at.end and c.module not in blind and c.module in once and isinstance(c.kept, Tensor)
                   and c.kept.shape == at.kept.shape and isinstance(layouts.get(c.module), tuple)] or [at], key=lambda c: c.end)
     pools = [c for c in calls if c.start > at.end and _is_pool(c.module)]
     head = [c.module for c in calls if c.start > at.end and (_is_pool(c.module) or not _has_kids(c.module))
@@ -243,7 +250,7 @@ def _analyse(model, calls, out, x)->Trace:
     Wb, why = _affine(head)
     if Wb and not _identity(*Wb, fmap, out.detach()):
         why = "the model's output is not GAP → Linear of these features (something outside the head's modules acts on them)"
-    return Trace(at.module, groups, head, chain, tuple(fmap.shape[1:]), why, layouts, blind)
+    return Trace(at.module, groups, head, chain[1:], tuple(fmap.shape[1:]), why, layouts, blind)   # not the model: the cache holds it weakly
 
 _TRACES = weakref.WeakKeyDictionary()   # model: ((its modules, the input's shape), Trace)
 
@@ -282,10 +289,10 @@ def get_layer(model:nn.Module, # any classifier
         try: return model.get_submodule(layer)
         except AttributeError: pass
         chain = trace(model, x).chain
-        for root in chain[1:]:
+        for root in chain:
             try: return root.get_submodule(layer)
             except AttributeError: pass
-        names = [n for root in chain for n,_ in root.named_modules() if n]
+        names = [n for root in (model, *chain) for n,_ in root.named_modules() if n]
         close = difflib.get_close_matches(layer, names, n=3)
         hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"names look like {names[0]!r} or {names[-1]!r}"
         raise ValueError(f"unknown `layer` name {layer!r}: {hint}")
