@@ -17,7 +17,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.interpret import Interpretation
 from fastai.torch_core import TensorImage, display_df, get_random_states, set_random_states
-from .cam import class_maps, get_layer, pick_method, trace, METHODS, _name_of
+from .cam import class_maps, get_layer, check_method, pick_method, trace, METHODS, _name_of
 from .vis import show_maps, overlay
 
 # %% auto #0
@@ -132,9 +132,6 @@ def _peek(dl):
     "The first batch of `dl`, every random generator left as it was"
     with _rng_kept(): return dl.one_batch()
 
-def _check_method(method):
-    if method != 'auto' and method not in METHODS: raise ValueError(f"unknown `method` {method!r}: use 'auto' or one of {', '.join(map(repr, METHODS))}")
-
 class TopLossCAM(Callback):
     "Keep the `k` highest-loss items of the last validation pass of each fit with their maps, as `learn.top_loss_cam.result`"
     run_train, order = False, 60
@@ -144,7 +141,7 @@ class TopLossCAM(Callback):
                  target:str='predicted', # the class of each map: 'predicted' or 'actual' (multi-label: see `_top_losses`)
                  fname:str='cams', # folder for the saved maps, relative to `learn.path`; None: don't save
                 ):
-        _check_method(method)
+        check_method(method)
         if target not in ('predicted', 'actual'): raise ValueError(f"`target` must be 'predicted' or 'actual', not {target!r}")
         if k < 1: raise ValueError(f"`k` must be at least 1, not {k}")
         store_attr(); self.result, self.fitting, self.collect, self.done = None, False, False, None
@@ -230,7 +227,7 @@ def top_losses_cam(self:Learner,
                    dl=None, # default: the validation set
                   )->TopLosses:
     "The `k` highest-loss items of `dl` with their maps, computed now"
-    _check_method(method)
+    check_method(method)
     dl = ifnone(dl, self.dls.valid).new(shuffle=False, drop_last=False)
     interp = Interpretation.from_learner(self, dl=dl)
     losses, idxs = interp.top_losses(k)

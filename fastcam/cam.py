@@ -19,7 +19,7 @@ from .hooks import Hook, GraphCut
 
 # %% auto #0
 __all__ = ['WEIGHTS', 'METHODS', 'as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights',
-           'cam_maps', 'layer_grads', 'gradcam_maps', 'pick_method', 'class_maps']
+           'cam_maps', 'layer_grads', 'gradcam_maps', 'check_method', 'pick_method', 'class_maps']
 
 # %% ../nbs/01_cam.ipynb #627a633d
 @contextmanager
@@ -69,18 +69,17 @@ def _layout_of(model, layer, o, x, layout=None)->tuple:
 @dataclass(eq=False)
 class Call:
     "One module call of a forward pass: when it started and ended (one clock for both), its input and output"
-    module:nn.Module; name:str; start:int; end:int=-1; inp:object=None; out:object=None; kept:object=None; version:int=-1
+    module:nn.Module; start:int; end:int=-1; inp:object=None; out:object=None; kept:object=None; version:int=-1
 
 def _record(model, x):
     "Run `model` on `x` once, recording every module call: the calls in the order they started, and the model's output"
-    names, calls, open_, tick = {}, [], [], iter(range(1 << 62))
-    for n, m in model.named_modules(): names.setdefault(m, n)
+    calls, open_, tick = [], [], iter(range(1 << 62))
     def pre(m, args):
-        open_.append(Call(m, names[m], next(tick), inp=args[0] if args else None)); calls.append(open_[-1])
+        open_.append(Call(m, next(tick), inp=args[0] if args else None)); calls.append(open_[-1])
     def post(m, args, out):
         c = open_.pop(); c.end, c.out = next(tick), out
         if isinstance(out, Tensor): c.kept, c.version = out.detach().clone(), out._version   # a later in-place op can't change `kept`
-    hs = [h for m in names for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+    hs = [h for m in model.modules() for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
     try:
         with as_found(model), torch.inference_mode(False), torch.enable_grad():
             x = x.detach().clone().requires_grad_(x.is_floating_point())   # so that every output has a gradient (see below)
@@ -132,21 +131,21 @@ def _is_gap(m):
 
 def _affine(head)->tuple: # ((W, b), '') or (None, why not)
     "`W`, `b` such that the head computes `W @ mean_ij(features) + b`: GAP → (flatten, dropout, BatchNorm1d, Linear)*"
-    W = b = pooled = None
+    W = b = None; pooled = False
     for m in head:
         if isinstance(m, _PASS): continue
-        if _is_pool(m) and pooled is None and W is None:
+        if _is_pool(m) and not pooled and W is None:
             if not _is_gap(m): return None, f"this head pools with {type(m).__name__}, not a global average"
-            pooled = m; continue
+            pooled = True; continue
         if isinstance(m, nn.Linear): A, t = m.weight, m.bias if m.bias is not None else m.weight.new_zeros(len(m.weight))
         elif isinstance(m, nn.BatchNorm1d) and m.running_var is not None:
             s = (m.running_var + m.eps).rsqrt() * (m.weight if m.affine else 1)
             A, t = torch.diag(s), (m.bias if m.affine else 0) - m.running_mean * s
         else: return None, f"this head has a {type(m).__name__} after the pooling, which is not affine"
         if W is not None and A.shape[1] != W.shape[0]: return None, "the modules after the features are not one chain of affine layers"
-        W, b = (A, t) if W is None else (A @ W, A @ b + (0 if t is None else t))
+        W, b = (A, t) if W is None else (A @ W, A @ b + t)
     if W is None: return None, "this head has no Linear layer"
-    return (W.detach(), W.new_zeros(len(W)) if b is None else b.detach() + W.new_zeros(len(W))), ''
+    return (W.detach(), b.detach()), ''
 
 def _identity(W, b, feats, out)->bool:
     "Whether `out == W @ mean(feats) + b`: the CAM identity"
@@ -262,11 +261,10 @@ def trace(model:nn.Module, # any model (unwrapped from DDP or `torch.compile` fi
     mods = tuple(map(id, model.modules()))
     old = _TRACES.get(model)
     if old is not None and old[0][0] == mods and (x is None or old[0][1] == tuple(x.shape[1:])): return old[1]
+    p = next(model.parameters(), None)
     if x is None:
-        p = next(model.parameters(), None)
         try: x = torch.zeros(1, in_channels(model), 64, 64, device=None if p is None else p.device)
         except Exception: raise ValueError(f"can't tell what input {type(model).__name__} takes: pass a batch `x`") from None
-    p = next(model.parameters(), None)
     x1 = x[:1].detach().as_subclass(Tensor).to(p.device if p is not None else x.device)
     t = _analyse(model, *_record(model, x1), x1)
     _TRACES[model] = ((mods, tuple(x.shape[1:])), t)
@@ -444,15 +442,19 @@ def _scorecam(model, x, target, layer, bs=32, layout=None):
 # %% ../nbs/01_cam.ipynb #3585b60b
 METHODS = ('cam', *WEIGHTS, 'scorecam')
 
+def check_method(method:str)->str: # `method`, if it is one
+    "`method` if it is 'auto' or one of `METHODS`, else an error that lists them"
+    if method != 'auto' and method not in METHODS:
+        raise ValueError(f"unknown `method` {method!r}: use 'auto' or one of {', '.join(map(repr, METHODS))}")
+    return method
+
 def pick_method(model:nn.Module, # a classifier
                 x:Tensor, # a batch, to trace the model with
                 method:str='auto', # 'auto' or one of `METHODS`
                 layer=None, # as in `class_maps`
                )->str: # one of `METHODS`
     "The method `method` stands for: 'auto' is 'cam' where the head is GAP → Linear and `layer` is what it pools, else 'gradcam'"
-    if method != 'auto' and method not in METHODS:
-        raise ValueError(f"unknown `method` {method!r}: use 'auto' or one of {', '.join(map(repr, METHODS))}")
-    if method != 'auto': return method
+    if check_method(method) != 'auto': return method
     t = trace(model, x)
     return 'cam' if not t.cam and (layer is None or get_layer(model, layer, x) is t.layer) else 'gradcam'
 
