@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN   = $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test install dev lint bench
+.PHONY: demo test install dev lint bench mutants wheel
 
 $(BIN)/python:                       ## torch's CUDA build makes the environment about 6.5 GB: say so before pip runs out of room
 	@free=$$(df -Pk $(dir $(abspath $(VENV))) | awk 'NR==2 {print int($$4/1048576)}'); [ "$$free" -ge 8 ] || { \
@@ -31,6 +31,9 @@ lint: dev                            ## notebooks clean, module and README in st
 	$(BIN)/python tools/readme.py
 	@git status --porcelain -- nbs fastcam README.md | grep . && { echo 'lint: the lines above changed: run `make lint` and commit'; exit 1; } || echo 'lint: clean'
 
+wheel: dev                           ## the built wheel, installed (not editable) in a fresh environment and used from outside the repo
+	VENV=$(VENV) tools/wheel_test.sh
+
 bench: install                       ## speed and memory against the lower bound and the peers
 	$(BIN)/pip install -q grad-cam torchcam captum timm
 	$(BIN)/python bench/bench_gradcam.py
@@ -38,3 +41,7 @@ bench: install                       ## speed and memory against the lower bound
 	$(BIN)/python bench/bench_methods.py
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_vit.py
+	$(BIN)/python bench/bench_cli.py
+
+mutants: dev                         ## inject the bugs of tools/mutants.toml one by one; print which the tests catch (~30 min)
+	$(BIN)/python tools/mutants.py

@@ -7,3 +7,4 @@ from .data import *
 from .learner import *
 from .callback import *
 from .metrics import *
+from .explain import *

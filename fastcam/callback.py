@@ -21,7 +21,20 @@ from .cam import class_maps, get_layer, check_method, pick_method, trace, METHOD
 from .vis import show_maps, overlay
 
 # %% auto #0
-__all__ = ['TopLosses', 'load_cams', 'TopLossCAM']
+__all__ = ['class_names', 'TopLosses', 'load_cams', 'TopLossCAM']
+
+# %% ../nbs/05_callback.ipynb #3f8000d9
+def class_names(vocab, # the classes, as `dls.vocab`
+                labels=None, # a list of names in vocab order, or a dict from class to name
+               )->list: # one name per class
+    "How to show each class of `vocab`: its name in `labels`, else itself as text"
+    if labels is None: return [str(v) for v in vocab]
+    if isinstance(labels, dict):
+        names, known = {str(k): str(n) for k, n in labels.items()}, [str(v) for v in vocab]
+        if bad := [k for k in names if k not in known]: raise ValueError(f"`labels` names {bad[0]!r}, not a class of {known}: its keys are classes")
+        return [names.get(v, v) for v in known]
+    if len(labels) != len(vocab): raise ValueError(f'`labels` has {len(labels)} names for {len(vocab)} classes: give one per class, in vocab order')
+    return [str(n) for n in labels]
 
 # %% ../nbs/05_callback.ipynb #4c600b3c
 class TopLosses:
@@ -37,9 +50,9 @@ class TopLosses:
     def multi_label(self)->bool: return self.actual.ndim == 2
     def __repr__(self): return f'{type(self).__name__}({len(self)} items, {len(self.maps)} maps, method={self.method!r}, layer={self.layer_name or self.layer!r})'
 
-    def titles(self)->list:
+    def titles(self, labels=None)->list:
         "One per map: 'predicted/actual / loss / probability' as `plot_top_losses` writes them; multi-label 'Image i: class probability (right/wrong/missed)'"
-        v, its, cls = self.vocab, self.map_item.tolist(), self.map_class.tolist()
+        v, its, cls = class_names(self.vocab, labels), self.map_item.tolist(), self.map_class.tolist()
         if not self.multi_label:
             cols = (self.predicted.tolist(), self.actual.tolist(), self.losses.tolist(), self.probs.tolist())
             return [f'{v[p]}/{v[a]} / {l:.2f} / {pr:.2f}' for p, a, l, pr in (tuple(c[i] for c in cols) for i in its)]
@@ -47,21 +60,25 @@ class TopLosses:
                             else 'most probable, under the threshold')
         return [f'Image {i}: {v[c]} {self.probs[i, c]:.2f} ({how(i, c)})' for i, c in zip(its, cls)]
 
-    def table(self)->pd.DataFrame:
+    def table(self, labels=None)->pd.DataFrame:
         "One row per item, as fastai's multi-label `plot_top_losses` shows them: target, predicted, probabilities, loss"
-        lab = lambda r: ';'.join(str(self.vocab[c]) for c in r.nonzero().flatten().tolist()) if self.multi_label else str(self.vocab[int(r)])
+        v = class_names(self.vocab, labels)
+        lab = lambda r: ';'.join(v[c] for c in r.nonzero().flatten().tolist()) if self.multi_label else v[int(r)]
         return pd.DataFrame(dict(target=[lab(r) for r in self.actual], predicted=[lab(r) for r in self.predicted],
                                  probabilities=[f'{p.tolist()}' if self.multi_label else f'{float(p):.4f}' for p in self.probs],
                                  loss=self.losses.tolist()))
 
-    def show(self, k:int=None, ncols:int=3, figsize=None, **kwargs)->list: # the axes
+    def show(self, k:int=None, ncols:int=3, figsize=None,
+             labels=None, # names to show for the classes: a list in vocab order, or a dict (e.g. `{True: 'cat', False: 'dog'}`)
+             **kwargs)->list: # the axes
         "Show the maps of the first `k` items over their images, titled as `plot_top_losses`, the method and layer above"
         k = ifnone(k, len(self))
         rows = (self.map_item < k).nonzero().flatten()
-        axs = show_maps(self.maps[rows], self.imgs[self.map_item[rows]], [self.titles()[r] for r in rows], ncols=ncols,
+        titles = self.titles(labels)
+        axs = show_maps(self.maps[rows], self.imgs[self.map_item[rows]], [titles[r] for r in rows], ncols=ncols,
                         figsize=figsize, relu=self.method != 'cam', **kwargs)
         axs[0].figure.suptitle(self.caption())
-        if self.multi_label: display_df(self.table()[:k])
+        if self.multi_label: display_df(self.table(labels)[:k])
         return axs
 
     def caption(self)->str:
@@ -241,7 +258,9 @@ def show_cam(self:Learner,
              k:int=None, # how many: default the callback's `k` (or 9)
              method:str=None, # default the callback's method (or 'auto')
              layer=None, # default the callback's layer
-             ncols:int=3, figsize=None, **kwargs)->list: # the axes
+             ncols:int=3, figsize=None,
+             labels=None, # names to show for the classes: a list in vocab order, or a dict (e.g. `{True: 'cat', False: 'dog'}`)
+             **kwargs)->list: # the axes
     "Show the top-loss validation images with their maps, titled 'predicted/actual / loss / probability'"
     cb = getattr(self, 'top_loss_cam', None)
     res = getattr(cb, 'result', None)
@@ -249,4 +268,4 @@ def show_cam(self:Learner,
     layer = ifnone(layer, cb.layer if cb else None)
     if res is None or len(res) < k or (method, layer) != res.asked:
         res = self.top_losses_cam(k, method, layer, cb.target if cb else 'predicted')
-    return res.show(k, ncols=ncols, figsize=figsize, **kwargs)
+    return res.show(k, ncols=ncols, figsize=figsize, labels=labels, **kwargs)

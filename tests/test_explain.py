@@ -13,6 +13,7 @@ from fastcam.data import pets_dls
 from fastcam.learner import cam_learner
 from fastcam.cam import class_maps, gradcam_maps
 import fastcam.cli as cli
+import fastcam.explain as ex
 
 FASTCAM = Path(sys.executable).parent/'fastcam'
 def run(*args): return subprocess.run([str(FASTCAM), *map(str, args)], capture_output=True, text=True)
@@ -36,7 +37,7 @@ def test_command_end_to_end(exported, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     idx = pd.read_csv(tmp_path/'out'/'index.csv')
     assert len(idx) == 24 and (idx.status == 'ok').all() and '24 explained, 0 kept' in r.stdout
-    x = torch.cat([learn.dls.test_dl([cli.load_rgb(f) for f in idx.file[i:i+8]]).one_batch()[0] for i in (0, 8, 16)])
+    x = torch.cat([learn.dls.test_dl([ex.load_rgb(f) for f in idx.file[i:i+8]]).one_batch()[0] for i in (0, 8, 16)])
     maps = class_maps(learn.model, x)
     saved = torch.stack([torch.tensor(np.load(tmp_path/'out'/f)) for f in idx.map_file])
     torch.testing.assert_close(saved, maps, rtol=1e-4, atol=1e-4 * maps.abs().max().item())
@@ -69,13 +70,13 @@ def test_help_warns_about_pickles():
 def test_interrupted_run_keeps_whole_files_and_resumes(exported, tmp_path, monkeypatch):
     "A KeyboardInterrupt while writing the 7th overlay: 6 complete images indexed, nothing half-written; the next run does the rest"
     d, _ = exported
-    calls, real = [], cli.overlay
+    calls, real = [], ex.overlay
     def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == 7: raise KeyboardInterrupt
         return real(*args, **kwargs)
-    monkeypatch.setattr(cli, 'overlay', flaky)
-    with pytest.raises(KeyboardInterrupt): cli.explain(str(d/'model.pkl'), str(d/'imgs'), out=str(tmp_path), bs=6)
+    monkeypatch.setattr(ex, 'overlay', flaky)
+    with pytest.raises(KeyboardInterrupt): ex.explain_images(str(d/'model.pkl'), str(d/'imgs'), out=str(tmp_path), bs=6)
     assert sorted(o.name for o in tmp_path.rglob('.*')) == []                 # no temporary files
     idx = pd.read_csv(tmp_path/'index.csv')
     assert len(idx) == 6 and (idx.status == 'ok').all()                     # the first batch, indexed when it ended
@@ -83,9 +84,9 @@ def test_interrupted_run_keeps_whole_files_and_resumes(exported, tmp_path, monke
     assert [p.name for p in pngs] == sorted(idx.overlay)                   # the 7th map's .npy exists, its PNG does not
     for p in pngs:
         with Image.open(p) as im: im.load()                                # each one whole
-    monkeypatch.setattr(cli, 'overlay', real)
+    monkeypatch.setattr(ex, 'overlay', real)
     done = {f: (tmp_path/f).stat().st_mtime_ns for f in idx.overlay}
-    idx = cli.explain(str(d/'model.pkl'), str(d/'imgs'), out=str(tmp_path), bs=6)
+    idx = ex.explain_images(str(d/'model.pkl'), str(d/'imgs'), out=str(tmp_path), bs=6)
     assert len(idx) == 24 and (idx.status == 'ok').all()
     assert all((tmp_path/f).stat().st_mtime_ns == t for f, t in done.items())  # the finished six were not redone
 
@@ -104,7 +105,7 @@ def test_odd_images(exported, tmp_path, monkeypatch):
     (f/'gone.png').symlink_to(tmp_path/'nowhere.png')
     Image.new('1', (5000, 5000)).save(f/'bomb.png')
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 10_000_000)    # bomb.png is over twice the limit: PIL refuses it
-    idx = cli.explain(str(learn.path/'model.pkl'), str(f), out=str(tmp_path/'out'))
+    idx = ex.explain_images(str(learn.path/'model.pkl'), str(f), out=str(tmp_path/'out'))
     idx.index = [Path(p).name for p in idx.file]
     ok = ['alpha.png', 'cmyk.jpg', 'deep.png', 'float.tif', 'grey.png', 'huge.jpg', 'palette.gif']
     assert sorted(idx.index[idx.status == 'ok']) == ok
@@ -121,9 +122,9 @@ def test_any_method(exported, tmp_path, method):
     "`--method` takes every method; the saved maps are that method's"
     d, learn = exported
     files = sorted((d/'imgs').iterdir())[:5]
-    idx = cli.explain(str(d/'model.pkl'), *map(str, files), out=str(tmp_path), method=method, layer='-2', bs=2)
+    idx = ex.explain_images(str(d/'model.pkl'), *map(str, files), out=str(tmp_path), method=method, layer='-2', bs=2)
     assert (idx.status == 'ok').all() and (idx.method == method).all()
-    x = learn.dls.test_dl([cli.load_rgb(f) for f in files]).one_batch()[0]
+    x = learn.dls.test_dl([ex.load_rgb(f) for f in files]).one_batch()[0]
     maps = class_maps(learn.model, x, None, method, -2)
     saved = torch.stack([torch.tensor(np.load(tmp_path/f)) for f in idx.map_file])
     torch.testing.assert_close(saved, maps, rtol=1e-4, atol=1e-4 * maps.abs().max().item())
@@ -142,13 +143,13 @@ def test_fastai_default_head_gets_gradcam(exported, tmp_path, capsys):
     assert 'method gradcam (auto: the head is not GAP → Linear)' in r.stdout
     idx = pd.read_csv(tmp_path/'index.csv')
     assert (idx.method == 'gradcam').all() and len(idx) == 6
-    x = plain.dls.test_dl([cli.load_rgb(f) for f in files], bs=6).one_batch()[0]   # the same decoded batch
+    x = plain.dls.test_dl([ex.load_rgb(f) for f in files], bs=6).one_batch()[0]   # the same decoded batch
     ref = gradcam_maps(plain.model, x)
     torch.testing.assert_close(saved_maps(tmp_path, idx), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
     with torch.no_grad(): probs = plain.model.eval()(x).softmax(1)
     np.testing.assert_allclose(idx.probability, probs.max(1).values.numpy(), atol=1e-4)
     done = {f: (tmp_path/f).stat().st_mtime_ns for f in idx.overlay}
-    cli.explain(str(d/'plain.pkl'), *map(str, files), out=str(tmp_path), method='gradcam')    # the method the index records: kept
+    ex.explain_images(str(d/'plain.pkl'), *map(str, files), out=str(tmp_path), method='gradcam')    # the method the index records: kept
     assert '0 explained, 6 kept from an earlier run' in capsys.readouterr().out
     assert all((tmp_path/f).stat().st_mtime_ns == t for f, t in done.items()) and pd.read_csv(tmp_path/'index.csv').equals(idx)
     with pytest.raises(SystemExit) as e: cli.main(['explain', str(d/'plain.pkl'), *map(str, files), '--method', 'cam'])
@@ -171,7 +172,7 @@ def multi(tmp_path_factory):
     set_seed(0, reproducible=True)
     learn = vision_learner(dls, resnet18, pretrained=False, path=d)
     files = sorted((d/'imgs').iterdir())
-    x = learn.dls.test_dl([cli.load_rgb(f) for f in files], bs=8).one_batch()[0]
+    x = learn.dls.test_dl([ex.load_rgb(f) for f in files], bs=8).one_batch()[0]
     with torch.no_grad(): probs = learn.model.eval()(x).sigmoid()
     lo, hi = probs.sort(1, descending=True).values[:, 1:3].T            # every image's second and third highest probability
     assert lo.min() > hi.max() + 1e-3                                   # a clear gap for the threshold
@@ -185,7 +186,7 @@ def test_multi_label_one_map_per_label(multi, tmp_path):
     "One row and one map per (image, label above the threshold), each map `class_maps` of its label; names distinct; resumed"
     d, learn, files, x, probs = multi
     vocab = list(learn.dls.vocab)
-    assert vocab == sorted(LABELS) and cli._file_labels(vocab) == ['0-Dog_puppy', '1-cat', '2-dog_puppy']
+    assert vocab == sorted(LABELS) and ex._file_labels(vocab) == ['0-Dog_puppy', '1-cat', '2-dog_puppy']
     r = run('explain', d/'multi.pkl', d/'imgs', '--out', tmp_path, '--bs', 3)
     assert r.returncode == 0, r.stderr[-2000:]
     assert '8 explained (16 maps), 0 kept from an earlier run, 0 failed, 0 skipped; method gradcam (auto: the head is not GAP → Linear)' in r.stdout
@@ -197,24 +198,24 @@ def test_multi_label_one_map_per_label(multi, tmp_path):
     i = torch.tensor([files.index(Path(f)) for f in idx.file]); c = torch.tensor([vocab.index(o) for o in idx.label])
     np.testing.assert_allclose(idx.probability.astype(float), probs[i, c].numpy(), atol=1e-4)
     assert idx.overlay.is_unique and idx.map_file.is_unique and len({o.lower() for o in idx.overlay}) == 16
-    safe = dict(zip(vocab, cli._file_labels(vocab)))
+    safe = dict(zip(vocab, ex._file_labels(vocab)))
     assert idx.overlay.tolist() == [f'{Path(f).name}.{safe[l]}.cam.png' for f, l in zip(idx.file, idx.label)]
     assert sorted(o.name for o in tmp_path.iterdir()) == sorted([*idx.overlay, *idx.map_file, 'index.csv'])
     ref = class_maps(learn.model, x[i], c)                               # each row's map, made alone for its label
     torch.testing.assert_close(saved_maps(tmp_path, idx), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
     done = {f: (tmp_path/f).stat().st_mtime_ns for f in idx.overlay}
-    again = cli.explain(str(d/'multi.pkl'), str(d/'imgs'), out=str(tmp_path))
+    again = ex.explain_images(str(d/'multi.pkl'), str(d/'imgs'), out=str(tmp_path))
     assert len(again) == 16 and all((tmp_path/f).stat().st_mtime_ns == t for f, t in done.items())
     assert pd.read_csv(tmp_path/'index.csv', dtype=str, keep_default_na=False).equals(idx)
 
 def test_multi_label_target_and_no_label(multi, tmp_path):
     "`--target` a label: one map per image; no label above the threshold: the most probable label's map, with a note"
     d, learn, files, x, probs = multi
-    t = cli.explain(str(d/'multi.pkl'), str(d/'imgs'), out=str(tmp_path/'t'), target='dog/puppy')
+    t = ex.explain_images(str(d/'multi.pkl'), str(d/'imgs'), out=str(tmp_path/'t'), target='dog/puppy')
     assert len(t) == 8 and (t.label == 'dog/puppy').all() and (t.target == 'dog/puppy').all() and (t.reason == '').all()
     assert t.overlay.str.endswith('.2-dog_puppy.cam.png').all()
     torch.testing.assert_close(saved_maps(tmp_path/'t', t), ref := class_maps(learn.model, x, 2), rtol=1e-4, atol=1e-4 * ref.abs().max().item())
-    n = cli.explain(str(d/'none.pkl'), str(d/'imgs'), out=str(tmp_path/'n'))
+    n = ex.explain_images(str(d/'none.pkl'), str(d/'imgs'), out=str(tmp_path/'n'))
     assert len(n) == 8 and (n.predicted == '').all() and (n.label == [learn.dls.vocab[c] for c in probs.argmax(1)]).all()
     assert (n.reason == 'no label above the threshold 0.999: the map of its most probable label').all() and (n.status == 'ok').all()
     torch.testing.assert_close(saved_maps(tmp_path/'n', n), ref := class_maps(learn.model, x), rtol=1e-4, atol=1e-4 * ref.abs().max().item())
