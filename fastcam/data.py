@@ -15,13 +15,15 @@ from PIL import Image, ImageDraw, ImageFilter
 from fastcore.meta import delegates
 from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
+from filelock import FileLock
 from fastai.data.external import URLs, untar_data, fastai_path
 from fastai.data.transforms import get_image_files
 from fastai.vision.augment import Resize
 from fastai.vision.data import ImageDataLoaders
 
 # %% auto #0
-__all__ = ['CAT_BREEDS', 'DOG_BREEDS', 'BOX_COLS', 'is_cat', 'pet_image', 'bundled_pets', 'pets_dls', 'pets_boxes']
+__all__ = ['CAT_BREEDS', 'DOG_BREEDS', 'BOX_COLS', 'is_cat', 'pet_image', 'write_atomic', 'bundled_pets', 'pets_dls',
+           'pets_boxes']
 
 # %% ../nbs/03_data.ipynb #e22528f5
 CAT_BREEDS = ('Abyssinian Bengal Birman Bombay British_Shorthair Egyptian_Mau Maine_Coon Persian Ragdoll Russian_Blue '
@@ -108,6 +110,18 @@ def pet_image(i:int, # the image's number
     breed = rng.choice(CAT_BREEDS if cat else DOG_BREEDS)
     return scene.resize((size, size), Image.Resampling.LANCZOS), cat, breed, px(body), px(head)
 
+# %% ../nbs/03_data.ipynb #427da857
+def write_atomic(dst, # the file to write
+                 write, # called with a temporary path beside `dst` (same suffix), which it fills
+                )->Path: # `dst`
+    "Write `dst` whole or not at all: `write(tmp)` on a temporary path of its own, then rename it to `dst`"
+    dst = Path(dst); dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f'.{dst.name}.', suffix=f'.tmp{dst.suffix}'); os.close(fd)
+    try: write(Path(tmp)); os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True); raise
+    return dst
+
 # %% ../nbs/03_data.ipynb #e609eeda
 BOX_COLS = ['file', 'breed', 'is_cat', 'x0', 'y0', 'x1', 'y1', 'head_x0', 'head_y0', 'head_x1', 'head_y1']
 
@@ -128,17 +142,20 @@ def bundled_pets(n:int=2000, # images in the set
     path = Path(path) if path is not None else fastai_path('data')/(f'fastcam-pets-{size}px' + ('' if seed == 0 else f'-seed{seed}'))
     if not force and _complete(path, n) is not None: return path
     (path/'images').mkdir(parents=True, exist_ok=True)
+    with FileLock(path/'.lock'):                                # one process draws; the others wait, then find it complete
+        if force or _complete(path, n) is None: _draw(path, n, size, seed)
+    return path
+
+def _draw(path, n, size, seed):
+    "Draw the set's first `n` images into `path/'images'`, then its boxes.csv"
     rows, counts = [], {}
     for i in progress_bar(range(n), leave=False):
         im, cat, breed, body, head = pet_image(i, size, seed)
         counts[breed] = counts.get(breed, 0) + 1
         fname = f'{breed}_{counts[breed]}.png'
-        im.save(path/'images'/fname)
+        write_atomic(path/'images'/fname, lambda p: im.save(p))
         rows.append([fname, breed, cat, *body, *head])
-    fd, tmp = tempfile.mkstemp(dir=path, suffix='.csv'); os.close(fd)
-    pd.DataFrame(rows, columns=BOX_COLS).to_csv(tmp, index=False)
-    os.replace(tmp, path/'boxes.csv')
-    return path
+    write_atomic(path/'boxes.csv', lambda p: pd.DataFrame(rows, columns=BOX_COLS).to_csv(p, index=False))
 
 # %% ../nbs/03_data.ipynb #4f0635a4
 def _reachable(url:str, timeout:float=3.)->bool:

@@ -17,6 +17,7 @@ from fastai.data.transforms import image_extensions
 from fastai.learner import Learner, load_learner
 from .cam import class_maps, cam_weights, get_layer, pick_method, METHODS
 from .vis import overlay
+from .data import write_atomic
 
 # %% auto #0
 __all__ = ['load_rgb', 'explain_images']
@@ -59,15 +60,6 @@ def _find(paths, out):
     return list(files), rows
 
 def _out_name(f, root): return Path(os.path.relpath(f, root)).as_posix()
-
-# %% ../nbs/07_explain.ipynb #1a8563a2
-def _atomic(dst:Path, write):
-    "Call `write(tmp)` on a temporary path beside `dst`, then rename it to `dst`"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f'.{dst.name}.tmp{dst.suffix}')
-    try: write(tmp); os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise
 
 # %% ../nbs/07_explain.ipynb #e346a0e3
 def _threshold(learn)->float|None: # None for a single-label learner
@@ -185,7 +177,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
     todo, n_ok, n_maps = [f for f in files if res[str(f)] is None], 0, 0
     def write_index():
         idx = pd.DataFrame([r for o in res.values() if o is not None for r in o] + rows, columns=_COLS)
-        _atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
+        write_atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
         return idx
     for i in progress_bar(range(0, len(todo), bs), leave=False):
         imgs = {}
@@ -199,8 +191,8 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
             note = '' if preds or t is not None else f'no label above the threshold {_threshold(learn)}: the map of its most probable label'
             for c, prob, cam in maps:
                 stem = f'{name}.{fnames[c]}' if multi else name
-                _atomic(out/f'{stem}.cam.npy', lambda p: np.save(p, cam.numpy()))
-                _atomic(out/f'{stem}.cam.png', lambda p: overlay(cam, img, relu=m != 'cam').save(p, format='png'))
+                write_atomic(out/f'{stem}.cam.npy', lambda p: np.save(p, cam.numpy()))
+                write_atomic(out/f'{stem}.cam.png', lambda p: overlay(cam, img, relu=m != 'cam').save(p, format='png'))
                 new.append(_row(f, 'ok', note, predicted=';'.join(vocab[p] for p in preds), label=vocab[c], probability=round(prob, 4),
                                 **opts, overlay=f'{stem}.cam.png', map_file=f'{stem}.cam.npy'))
             res[str(f)], n_ok, n_maps = new, n_ok + 1, n_maps + len(new)

@@ -14,6 +14,7 @@ import matplotlib
 from fastai.data.external import fastai_path
 from fastai.text.data import TextDataLoaders
 from .hooks import GraphCut
+from .data import write_atomic
 from .cam import as_found, get_layer, _targets
 
 # %% auto #0
@@ -51,7 +52,7 @@ def bundled_reviews(n:int=2000, # reviews; the last 20 % are the validation set
     rows = [review(rng) for _ in range(n)]
     df = pd.DataFrame(dict(label=[r[1] for r in rows], text=[r[0] for r in rows], words=[' '.join(r[2]) for r in rows],
                            is_valid=[i >= n * .8 for i in range(n)]))
-    tmp = path/'.texts.csv.tmp'; df.to_csv(tmp, index=False); tmp.replace(path/'texts.csv')
+    write_atomic(path/'texts.csv', lambda p: df.to_csv(p, index=False))      # processes drawing it at once each write it whole
     return path
 
 def reviews_dls(source:str='synthetic', # 'synthetic' (the bundled set) or 'imdb_sample' (fastai's, downloaded)
