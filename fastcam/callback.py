@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import Tensor
+import torch.distributed as dist
 from fastcore.basics import store_attr, patch, ifnone, noop
 from fastai.callback.core import Callback
 from fastai.learner import Learner
-from fastai.interpret import Interpretation
 from fastai.torch_core import TensorImage, display_df, get_random_states, set_random_states
 from .cam import class_maps, get_layer, check_method, pick_method, trace, METHODS, _name_of
 from .vis import show_maps, overlay
@@ -145,9 +145,27 @@ def _rng_kept():
     try: yield
     finally: set_random_states(**states)
 
+def _local(dl):
+    "`dl` itself, or the `DataLoader` that fastai's `DistributedDL` splits between the processes"
+    return dl.dl if type(dl).__name__ == 'DistributedDL' else dl
+
 def _peek(dl):
-    "The first batch of `dl`, every random generator left as it was"
-    with _rng_kept(): return dl.one_batch()
+    "The first batch of `dl` (without the other processes), every random generator left as it was"
+    with _rng_kept(): return _local(dl).one_batch()
+
+def _share(dl)->tuple|None: # (items in the set, position of this process's first item)
+    "Where this process's items lie in the whole set when fastai's `DistributedDL` splits `dl`, else None"
+    if not hasattr(dl, 'n_padded'): return None                       # set when the `DistributedDL` starts a pass
+    return dl.n, dl.rank * dl.n_padded // dl.world_size
+
+def _gathered(top:dict|None, k:int)->dict:
+    "The `k` highest losses of every process's `top`, on every process"
+    tops, dev = [None] * dist.get_world_size(), 'cpu' if top is None else top['x'].device
+    dist.all_gather_object(tops, None if top is None else {n: v.cpu() for n, v in top.items()})
+    tops = [o for o in tops if o is not None]
+    top = {n: torch.cat([o[n] for o in tops]) for n in tops[0]}
+    keep = top['losses'].topk(min(k, len(top['losses']))).indices
+    return {n: v[keep].to(dev if n == 'x' else 'cpu') for n, v in top.items()}
 
 class TopLossCAM(Callback):
     "Keep the `k` highest-loss items of the last validation pass of each fit with their maps, as `learn.top_loss_cam.result`"
@@ -176,31 +194,37 @@ class TopLossCAM(Callback):
 
     def before_validate(self):
         self.collect = self.fitting and not hasattr(self.learn, 'gather_preds')
-        self.seen, self.top = 0, None
+        self.seen, self.top, self.share = 0, None, None
 
     def after_batch(self):
         if not self.collect: return
-        y = self.yb[0]
+        y, self.share = self.yb[0], _share(self.dl)
         with self.learn.loss_not_reduced(): losses = self.learn.loss_func(self.pred, *self.yb).detach()
         if losses.numel() != len(y): losses = losses.view(len(y), -1).mean(1)      # per item, as `get_preds(with_loss=True)`
         probs = getattr(self.learn.loss_func, 'activation', noop)(self.pred.detach())
-        batch = dict(idxs=torch.arange(self.seen, self.seen + len(y)), losses=losses.float().cpu(), x=self.xb[0].detach(),
-                     actual=y.detach().cpu(), probs=probs.float().cpu())
+        idxs = torch.arange(self.seen, self.seen + len(y)) + (self.share[1] if self.share else 0)   # positions in the whole set
+        batch = dict(idxs=idxs, losses=losses.float().cpu(), x=self.xb[0].detach(), actual=y.detach().cpu(), probs=probs.float().cpu())
         self.seen += len(y)
+        if self.share: batch = {k: v[(idxs < self.share[0]).to(v.device)] for k, v in batch.items()}   # padding repeats items: dropped
         if self.top is not None: batch = {k: torch.cat([self.top[k].to(v.device), v]) for k, v in batch.items()}
         keep = batch['losses'].topk(min(self.k, len(batch['losses']))).indices
         self.top = {k: v[keep.to(v.device)] for k, v in batch.items()}
 
     def after_validate(self):
-        if self.collect and self.top is not None and self.seen == len(self.dl.dataset): self.done = self.top
+        whole = self.dl.n_padded // self.dl.world_size if self.share else len(self.dl.dataset)   # this process's share, padding included
+        if self.collect and self.seen == whole:
+            self.done = _gathered(self.top, self.k) if self.share else self.top     # every process takes part, or none does
         self.collect = False
 
     def after_fit(self):
         self.fitting = False
         if self.done is None: return
-        self.result = _top_losses(self.learn, self.dl or self.learn.dls.valid, self.done, self.method, self.layer, self.target)
+        first = not self.share or dist.get_rank() == 0                  # distributed: the first process makes the maps and saves them
+        if first: self.result = _top_losses(self.learn, _local(self.dl or self.learn.dls.valid), self.done, self.method, self.layer, self.target)
+        if first and self.fname is not None: self.result.save(self.learn.path/self.fname)
+        if self.share:                                                  # ... and gives them to the others
+            o = [self.result]; dist.broadcast_object_list(o, 0); self.result = o[0]
         self.done = None
-        if self.fname is not None: self.result.save(self.learn.path/self.fname)
 
 # %% ../nbs/05_callback.ipynb #d23809c1
 def _as_plain(x): return x.detach().as_subclass(Tensor)
@@ -243,15 +267,14 @@ def top_losses_cam(self:Learner,
                    target:str='predicted', # the class each map is of: 'predicted' or 'actual'
                    dl=None, # default: the validation set
                   )->TopLosses:
-    "The `k` highest-loss items of `dl` with their maps, computed now"
-    check_method(method)
-    dl = ifnone(dl, self.dls.valid).new(shuffle=False, drop_last=False)
-    interp = Interpretation.from_learner(self, dl=dl)
-    losses, idxs = interp.top_losses(k)
-    inps, probs, targs, _, _ = interp[idxs]
-    x = inps[0] if isinstance(inps, (tuple, list)) else inps
-    top = dict(idxs=idxs.cpu(), losses=losses.float().cpu(), x=x, actual=targs.cpu(), probs=probs.float().cpu())
-    return _top_losses(self, dl, top, method, layer, target)
+    "The `k` highest-loss items of `dl` with their maps, computed now (in each process's share of `dl` under distributed training)"
+    cb = _TopLossPass(k, method, layer, target, fname=None)
+    self.validate(dl=ifnone(dl, self.dls.valid).new(shuffle=False, drop_last=False), cbs=cb)
+    return cb.result
+
+class _TopLossPass(TopLossCAM):
+    "`TopLossCAM` for one validation pass, outside a fit"
+    def before_fit(self): super().before_fit(); self.fitting = True
 
 @patch
 def show_cam(self:Learner,
