@@ -42,6 +42,7 @@ bench: install                       ## speed and memory against the lower bound
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_vit.py
 	$(BIN)/python bench/bench_cli.py
+	$(BIN)/python bench/bench_explain.py
 
-mutants: dev                         ## inject the bugs of tools/mutants.toml one by one; print which the tests catch (~30 min)
+mutants: dev                         ## inject the bugs of tools/mutants.toml one at a time; print which the tests catch (20-30 min)
 	$(BIN)/python tools/mutants.py

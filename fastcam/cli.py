@@ -42,10 +42,11 @@ def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled:
             target:str='predicted', # the class each map is for: predicted (multi-label: each label above the loss's threshold), or a class of the learner's vocab (name or index)
             bs:int=16, # images per batch
             force:bool=False, # recompute the images an earlier run into `out` has done
+            num_workers:int=0, # processes that decode the next images while the model runs (0: decode in this one)
            ):
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     from fastcam.explain import explain_images
-    return explain_images(learner, *images, out=out, method=method, layer=layer, target=target, bs=bs, force=force)
+    return explain_images(learner, *images, out=out, method=method, layer=layer, target=target, bs=bs, force=force, num_workers=num_workers)
 
 # %% ../nbs/10_cli.ipynb #b266a36f
 COMMANDS = dict(demo=demo, explain=explain)

@@ -7,8 +7,11 @@ Docs: https://fastcam.github.io/fastcam/explain.html.md"""
 # %% ../nbs/07_explain.ipynb #23968295
 from __future__ import annotations
 import os, re
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+import torch.distributed as dist
 from torch import nn
 from PIL import Image
 from fastcore.script import CliError
@@ -60,6 +63,47 @@ def _find(paths, out):
     return list(files), rows
 
 def _out_name(f, root): return Path(os.path.relpath(f, root)).as_posix()
+
+# %% ../nbs/07_explain.ipynb #fe6e786a
+def _why(e): return f'{type(e).__name__}: {e}'
+
+def _read(files:list)->list: # [(file, 8-bit RGB image or None, why it could not be read)]
+    "Decode `files`: the `collate_fn` of the reading `DataLoader`, so it runs in its workers"
+    res = []
+    for f in files:
+        try: res.append((f, load_rgb(f), ''))
+        except Exception as e: res.append((f, None, _why(e)))
+    return res
+
+def _reader(files:list, bs:int, num_workers:int):
+    "Batches of `files` as `_read` gives them, decoded ahead by `num_workers` processes"
+    return torch.utils.data.DataLoader(files, batch_size=bs, num_workers=num_workers, collate_fn=_read)
+
+def _write_maps(out:Path, jobs:list, relu:bool):
+    "Write the raw map and the overlay of each (name, map, image) of `jobs` into `out`"
+    for stem, cam, img in jobs:
+        write_atomic(out/f'{stem}.cam.npy', lambda p: np.save(p, cam.numpy()))
+        write_atomic(out/f'{stem}.cam.png', lambda p: overlay(cam, img, relu=relu).save(p, format='png'))
+
+# %% ../nbs/07_explain.ipynb #5787a7b6
+def _ranks()->tuple: # (rank, world size)
+    "This process's place among those `torchrun` or `accelerate launch` started (their `RANK`, `WORLD_SIZE`), else (0, 1)"
+    return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+
+@contextmanager
+def _group(world:int):
+    "A process group for the `world` processes, set up (and taken down) here if they have several and none yet"
+    new = world > 1 and not dist.is_initialized()
+    if new: dist.init_process_group('gloo')
+    try: yield
+    finally:
+        if new: dist.destroy_process_group()
+
+def _gathered(mine:dict)->dict:
+    "Every process's rows (file: rows), on every process"
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, mine)
+    return {f: r for p in parts for f, r in p.items()}
 
 # %% ../nbs/07_explain.ipynb #e346a0e3
 def _threshold(learn)->float|None: # None for a single-label learner
@@ -129,11 +173,16 @@ def _file_labels(vocab)->list: # one name per class
     if len({o.lower() for o in names}) < len(names): names = [f'{i}-{o}' for i, o in enumerate(names)]
     return names
 
+def _csv(f)->pd.DataFrame|None:
+    "An index file as text, or None if there is none"
+    try: return pd.read_csv(f, dtype=str, keep_default_na=False)
+    except (FileNotFoundError, pd.errors.EmptyDataError): return None
+
 def _done(out, method, layer, target):
-    "Rows, by file, of an earlier run into `out` with the same options (as written in the index) whose maps are all there"
-    try: old = pd.read_csv(out/'index.csv', dtype=str, keep_default_na=False)
-    except (FileNotFoundError, pd.errors.EmptyDataError): return {}
-    if not set(_COLS) <= set(old.columns): return {}                                 # an index of another version
+    "Rows, by file, of an earlier run into `out` with the same options (as written in its index and partial indexes) whose maps are all there"
+    old = [o for o in map(_csv, [out/'index.csv', *sorted(out.glob('.index.*.csv'))]) if o is not None and set(_COLS) <= set(o.columns)]
+    if not old: return {}                                                           # none, or an index of another version
+    old = pd.concat(old).drop_duplicates()
     old = old[(old.method == method) & (old.layer == layer) & (old.target == target)]
     return {f: [{**r, 'probability': float(r['probability'])} for r in rows] for f, rows in
             ((f, g.to_dict('records')) for f, g in old.groupby('file', sort=False))
@@ -145,8 +194,6 @@ def _explain_all(learn, imgs:dict, method, layer, target)->dict:
     except Exception as e:
         if len(imgs) == 1: return {f: e for f in imgs}
     return {k: v for f, im in imgs.items() for k, v in _explain_all(learn, {f: im}, method, layer, target).items()}
-
-def _why(e): return f'{type(e).__name__}: {e}'
 
 def _load(fn)->Learner:
     "The learner `learn.export()` wrote to `fn`, on the CPU"
@@ -163,6 +210,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
                    target:str='predicted', # the class each map is for: predicted (multi-label: each label above the loss's threshold), or a class of the learner's vocab (name or index)
                    bs:int=16, # images per batch
                    force:bool=False, # recompute the images an earlier run into `out` has done
+                   num_workers:int=0, # processes that decode the next images while the model runs (0: decode in this one)
                   )->pd.DataFrame: # index.csv: one row per map, or per file that failed or was skipped
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     learn = learner if isinstance(learner, Learner) else _load(learner)
@@ -171,34 +219,55 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
     opts = dict(method=m, layer='' if layer is None else str(layer), target='predicted' if t is None else vocab[t])
     out = Path(out); files, rows = _find(images, out)
     if not files: raise CliError(f"no image files in {' '.join(images) or 'the arguments'}: give image files or folders that hold some")
-    root, fnames = os.path.commonpath([str(f.parent) for f in files]), _file_labels(vocab)
-    done = {} if force else _done(out, **opts)
-    res = {str(f): done.get(str(f)) for f in files}                                 # file: its rows
-    todo, n_ok, n_maps = [f for f in files if res[str(f)] is None], 0, 0
-    def write_index():
-        idx = pd.DataFrame([r for o in res.values() if o is not None for r in o] + rows, columns=_COLS)
-        write_atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
-        return idx
-    for i in progress_bar(range(0, len(todo), bs), leave=False):
-        imgs = {}
-        for f in todo[i:i+bs]:
-            try: imgs[f] = load_rgb(f)
-            except Exception as e: res[str(f)] = [_row(f, 'failed', _why(e), **opts)]
-        for f, r in _explain_all(learn, imgs, m, lyr, t).items():
-            if isinstance(r, Exception): res[str(f)] = [_row(f, 'failed', _why(r), **opts)]; continue
-            preds, maps, img = r
-            name, new = _out_name(f, root), []
-            note = '' if preds or t is not None else f'no label above the threshold {_threshold(learn)}: the map of its most probable label'
-            for c, prob, cam in maps:
-                stem = f'{name}.{fnames[c]}' if multi else name
-                write_atomic(out/f'{stem}.cam.npy', lambda p: np.save(p, cam.numpy()))
-                write_atomic(out/f'{stem}.cam.png', lambda p: overlay(cam, img, relu=m != 'cam').save(p, format='png'))
-                new.append(_row(f, 'ok', note, predicted=';'.join(vocab[p] for p in preds), label=vocab[c], probability=round(prob, 4),
-                                **opts, overlay=f'{stem}.cam.png', map_file=f'{stem}.cam.npy'))
-            res[str(f)], n_ok, n_maps = new, n_ok + 1, n_maps + len(new)
-        write_index()
-    idx = write_index()
-    n = idx.drop_duplicates('file').status.value_counts()
-    print(f"{n_ok} explained{f' ({n_maps} maps)' if multi else ''}, {len(files) - len(todo)} kept from an earlier run, "
-          f"{n.get('failed', 0)} failed, {n.get('skipped', 0)} skipped; method {how}: see {out/'index.csv'}")
+    (rank, world), names = _ranks(), _namer(files, vocab, multi)
+    with _group(world):
+        done = {} if force else _done(out, **opts)
+        if world > 1: dist.barrier()                                                 # all have read the index before any writes
+        todo = [f for f in files if str(f) not in done]
+        def progress(new):                                                           # the index so far, rewritten as batches end
+            idx = _index([{**done, **new}.get(str(f)) for f in files], rows) if world == 1 else _index(new.values(), [])
+            write_atomic(out/('index.csv' if world == 1 else f'.index.{rank}.csv'), lambda p: idx.to_csv(p, index=False))
+        new = _explain_files(learn, todo[rank::world], out, m, lyr, t, opts, names, bs, num_workers, progress)
+        if world > 1: new = _gathered(new)
+        idx = _index([{**done, **new}.get(str(f)) for f in files], rows)              # in the order of `files`, whoever made them
+        if rank == 0: write_atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
+        if world > 1:
+            dist.barrier()                                                           # index.csv written: the partial ones can go
+            (out/f'.index.{rank}.csv').unlink(missing_ok=True)
+    if rank == 0:
+        n, ok = idx.drop_duplicates('file').status.value_counts(), [f for f, r in new.items() if r[0]['status'] == 'ok']
+        print(f"{len(ok)} explained{f' ({sum(len(new[f]) for f in ok)} maps)' if multi else ''}, {len(files) - len(todo)} kept from an "
+              f"earlier run, {n.get('failed', 0)} failed, {n.get('skipped', 0)} skipped; method {how}: see {out/'index.csv'}")
     return idx
+
+# %% ../nbs/07_explain.ipynb #ca958f68
+def _index(per_file:list, rows:list)->pd.DataFrame:
+    "The index: the rows of each file (None: not done), then `rows` (files not found or skipped)"
+    return pd.DataFrame([r for o in per_file if o is not None for r in o] + rows, columns=_COLS)
+
+def _namer(files, vocab, multi):
+    "The name of an image's maps in the output folder: its path relative to the images' common folder, and its label if multi-label"
+    root, labels = os.path.commonpath([str(f.parent) for f in files]), _file_labels(vocab)
+    return lambda f, c: f'{_out_name(f, root)}.{labels[c]}' if multi else _out_name(f, root)
+
+def _explain_files(learn, files, out, m, lyr, t, opts, names, bs, num_workers, progress)->dict: # file: its rows
+    "Explain `files` batch by batch, their maps written by a thread while the next batch runs; `progress(rows so far)` as each batch's files are written"
+    res, pending, vocab = {}, None, [str(v) for v in learn.dls.vocab]                # pending: the batch being written
+    def finish():
+        if pending is None: return
+        job, made = pending; job.result(); res.update(made); progress(res)           # a failed write raises here
+    with ThreadPoolExecutor(1) as pool:
+        for batch in progress_bar(_reader(files, bs, num_workers), leave=False):
+            made = {str(f): [_row(f, 'failed', why, **opts)] for f, im, why in batch if im is None}
+            jobs, ok = [], {f: im for f, im, why in batch if im is not None}
+            for f, r in _explain_all(learn, ok, m, lyr, t).items():
+                if isinstance(r, Exception): made[str(f)] = [_row(f, 'failed', _why(r), **opts)]; continue
+                preds, maps, img = r
+                note = '' if preds or t is not None else f'no label above the threshold {_threshold(learn)}: the map of its most probable label'
+                jobs += [(names(f, c), cam, img) for c, prob, cam in maps]
+                made[str(f)] = [_row(f, 'ok', note, predicted=';'.join(vocab[p] for p in preds), label=vocab[c], probability=round(prob, 4),
+                                     **opts, overlay=f'{names(f, c)}.cam.png', map_file=f'{names(f, c)}.cam.npy') for c, prob, cam in maps]
+            finish()                                                                 # the previous batch's files, then its rows
+            pending = (pool.submit(_write_maps, out, jobs, m != 'cam'), made)
+        finish()
+    return res
