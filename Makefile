@@ -22,7 +22,7 @@ demo: install                        ## the main job on the bundled data
 	$(BIN)/fastcam demo
 
 test: dev                            ## every notebook, then the pytest suite
-	$(BIN)/nbdev-test --n-workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing    # a thread per notebook: two notebooks of two threads each on two cores wait on each other
 	$(BIN)/pytest -q
 
 lint: dev                            ## notebooks clean, module and README in step with them

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from .hooks import Hook, GraphCut
 
 # %% auto #0
-__all__ = ['WEIGHTS', 'METHODS', 'as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights',
-           'cam_maps', 'layer_grads', 'gradcam_maps', 'check_method', 'pick_method', 'class_maps']
+__all__ = ['WEIGHTS', 'FORWARD', 'METHODS', 'as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head',
+           'cam_weights', 'cam_maps', 'layer_grads', 'gradcam_maps', 'check_method', 'pick_method', 'class_maps']
 
 # %% ../nbs/01_cam.ipynb #627a633d
 @contextmanager
@@ -376,13 +376,14 @@ def _gradcam(act, grad):
     return torch.einsum('bk,bkij->bij', grad.mean((2,3)), act)     # b=batch k=channels ij=map
 
 WEIGHTS = dict(gradcam=_gradcam)   # how each gradient method makes a map of `act` and `grad`; the variants below add theirs
+FORWARD = {}                       # the methods that need no gradient: (model, x, target, layer, layout) -> (maps, outputs)
 
 def _grad_maps(model, x, target, layer, method, layout=None):
-    "The maps and the model's outputs by `method`: one of `WEIGHTS` applied to `layer_grads`, or Score-CAM"
-    if method == 'scorecam': return _scorecam(model, x, target, layer, layout=layout)
+    "The maps and the model's outputs by `method`: one of `WEIGHTS` applied to `layer_grads`, or a method of `FORWARD` (no gradient)"
+    if method in FORWARD: return FORWARD[method](model, x, target, layer, layout=layout)
     if method not in WEIGHTS:
         hint = ' (CAM is `cam_maps`, or `class_maps(method=\'cam\')`)' if method == 'cam' else ''
-        raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, [*WEIGHTS, 'scorecam']))}{hint}")
+        raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, [*WEIGHTS, *FORWARD]))}{hint}")
     act, grad, out = layer_grads(model, x, target, layer, layout)
     return WEIGHTS[method](act, grad), out
 
@@ -390,7 +391,7 @@ def gradcam_maps(model:nn.Module, # any classifier
                  x:Tensor, # a batch of images (bs, channels, h, w)
                  target=None, # None (each image's predicted class), an int, or one class per image
                  layer=None, # None (the last feature map before the head), an int into the body, a module or a dotted name
-                 method:str='gradcam', # 'gradcam', one of its variants in `WEIGHTS` (below), or 'scorecam'
+                 method:str='gradcam', # 'gradcam', one of its variants in `WEIGHTS` (below), or a method without gradients in `FORWARD`
                  layout:str=None, # the layer's layout, when the model can't tell: 'nchw', 'nhwc' or 'tokens'
                 )->Tensor: # (bs, h, w): raw maps, no ReLU, no upsampling
     "Grad-CAM maps (or a variant's) of `target` at `layer` for batch `x`, in one forward and one backward pass"
@@ -439,8 +440,74 @@ def _scorecam(model, x, target, layer, bs=32, layout=None):
             scores[n] = model(x[n // K] * (up - lo) / (hi - lo + 1e-8)).gather(1, t[n // K, None])[:, 0].to(scores)
     return torch.einsum('bk,bkij->bij', scores.view(B, K).softmax(1), act), out   # b=batch k=channels ij=map
 
+FORWARD.update(scorecam=_scorecam)
+
+# %% ../nbs/01_cam.ipynb #f9211de2
+def _gradcamelementwise(act, grad):
+    "Grad-CAM element-wise: the positive part of gradient × activation, cell by cell, summed over the channels"
+    return (grad * act).relu().sum(1)
+
+def _projection(a:Tensor, like:Tensor)->Tensor: # (bs, h, w)
+    "Each image's first principal component of the channel vectors of `a` (bs, k, h, w), its sign that of its agreement with `like` (bs, h, w)"
+    v = a.flatten(2).transpose(1, 2)                                      # bs×n×k: one row per cell n=h·w
+    v = v - v.mean(1, keepdim=True)
+    p = torch.einsum('bnk,bk->bn', v, torch.linalg.svd(v, full_matrices=False).Vh[:, 0])   # bs×n
+    s = torch.sign((p * like.flatten(1)).sum(1))
+    return (p * torch.where(s == 0, 1, s)[:, None]).view(like.shape)
+
+def _eigengradcam(act, grad): return _projection(grad * act, (grad * act).sum(1))
+WEIGHTS.update(gradcamelementwise=_gradcamelementwise, eigengradcam=_eigengradcam)
+
+def _eigencam(model, x, target, layer, layout=None):
+    "EigenCAM maps and the model's outputs: the activations' first principal component, in one forward pass"
+    model = unwrap(model)
+    x = _batch(model, x); m = get_layer(model, layer, x)
+    with as_found(model), torch.no_grad(), Hook(m) as hook: out = model(x)
+    act = _to_map(hook.stored, _layout_of(model, m, hook.stored, x, layout))
+    _targets(out, target)                                                 # checked, though the map is the same for every class
+    return _projection(act, act.sum(1)), out
+
+# %% ../nbs/01_cam.ipynb #a66b1c4e
+@contextmanager
+def _returning(m:nn.Module, o:Tensor):
+    "`m` returns `o` whatever its input, inside the block"
+    h = m.register_forward_hook(lambda mod, inp, out: o)
+    try: yield
+    finally: h.remove()
+
+def _ablated(o:Tensor, ks:Tensor, ch:int)->Tensor: # (len(ks), *o.shape[1:])
+    "Copies of one image's layer output `o` (1, ...), each with the channel of `ks` on axis `ch` ablated"
+    a = o.repeat(len(ks), *[1] * (o.ndim - 1))
+    a.movedim(ch, 1)[torch.arange(len(ks)), ks] = 0. if o.min() == 0 else o.min() - 1e7
+    return a
+
+def _ablation_scores(model, m, x, o, y, t, ch, bs)->Tensor: # (k,)
+    "The score of class `t` for image `x` (1, ...), `y` unablated, with each channel (axis `ch`) of its layer output `o` ablated in turn, `bs` at a time"
+    def run(a, once):
+        with _returning(m, a): return model(x if once else x.expand(len(a), *x.shape[1:]))[:, t]
+    try: once = torch.allclose(run(o.repeat(2, *[1] * (o.ndim - 1)), True), y.expand(2), rtol=1e-5, atol=1e-6 * y.abs().item())
+    except RuntimeError: once = False                                     # e.g. a concatenation around the layer
+    ks = torch.arange(o.shape[ch], device=o.device)
+    return torch.cat([run(_ablated(o, ks[i:i + bs], ch), once) for i in range(0, len(ks), bs)])
+
+def _ablationcam(model, x, target, layer, bs=32, layout=None):
+    "AblationCAM maps and the model's outputs: each channel weighed by the relative drop of the target score when it is ablated"
+    model = unwrap(model)
+    x = _batch(model, x); m = get_layer(model, layer, x)
+    with as_found(model), torch.no_grad():
+        with Hook(m) as hook: out = model(x)
+        o, t = hook.stored, _targets(out, target)
+        lay = _layout_of(model, m, o, x, layout)
+        y = out.gather(1, t[:, None])[:, 0]                                # bs: the unablated scores
+        drop = torch.stack([_ablation_scores(model, m, x[i:i+1], o[i:i+1], y[i], t[i], 1 if lay[0] == 'nchw' else -1, bs)
+                            for i in range(len(x))])                         # bs×k
+    act = _to_map(o, lay)
+    return torch.einsum('bk,bkij->bij', ((y[:, None] - drop) / y[:, None]).to(act), act), out   # b=batch k=channels ij=map
+
+FORWARD.update(eigencam=_eigencam, ablationcam=_ablationcam)
+
 # %% ../nbs/01_cam.ipynb #3585b60b
-METHODS = ('cam', *WEIGHTS, 'scorecam')
+METHODS = ('cam', *WEIGHTS, *FORWARD)
 
 def check_method(method:str)->str: # `method`, if it is one
     "`method` if it is 'auto' or one of `METHODS`, else an error that lists them"

@@ -26,7 +26,7 @@ dls = pets_dls(n=205, size=32, path=out/'pets', bs=16, num_workers=0)   # 41 val
 learn = cam_learner(dls, resnet18, pretrained=False, path=out, cbs=TopLossCAM(k=5), bf16=False)
 with learn.distrib_ctx(sync_bn=False, cpu=True):
     learn.fit(1, 1e-3)
-    inside = learn.top_losses_cam(5)                               # called inside the context, on every rank
+    inside = learn.top_losses_cam(45)                              # inside the context, on every rank: more than the 41 items, so all are kept
 res = learn.top_loss_cam.result
 (out/f'rank{rank}.json').write_text(json.dumps(dict(idxs=res.idxs.tolist(), losses=res.losses.tolist(), maps=res.maps.tolist(),
     saves=saves, inside_idxs=inside.idxs.tolist(), inside_losses=inside.losses.tolist(), inside_maps=inside.maps.tolist())))

@@ -10,7 +10,7 @@ from fastcam.learner import cam_learner
 from fastcam.callback import load_cams
 
 def test_toplosscam_two_processes_equal_one(tmp_path):
-    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29517',
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--standalone',
                         str(Path(__file__).parent/'ddp_toploss.py'), str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     ranks = [json.loads((tmp_path/f'rank{i}.json').read_text()) for i in (0, 1)]
@@ -23,12 +23,15 @@ def test_toplosscam_two_processes_equal_one(tmp_path):
     top = losses.topk(5)
     single = learn.top_losses_cam(5)
     assert single.idxs.tolist() == top.indices.tolist()
+    every = learn.top_losses_cam(45)                                         # all 41, by loss
+    assert sorted(every.idxs.tolist()) == list(range(41))
     for res in ranks:                                                        # both processes hold the whole set's top five
-        assert res['idxs'] == top.indices.tolist() and res['inside_idxs'] == top.indices.tolist()
+        assert res['idxs'] == top.indices.tolist()
         torch.testing.assert_close(torch.tensor(res['losses']), top.values, rtol=0, atol=1e-5)
-        torch.testing.assert_close(torch.tensor(res['inside_losses']), top.values, rtol=0, atol=1e-5)
         torch.testing.assert_close(torch.tensor(res['maps']), single.maps, rtol=0, atol=1e-4 * single.maps.abs().max().item())
-        torch.testing.assert_close(torch.tensor(res['inside_maps']), single.maps, rtol=0, atol=1e-4 * single.maps.abs().max().item())
+        assert res['inside_idxs'] == every.idxs.tolist()                     # each item once: the padding (a repeat) dropped
+        torch.testing.assert_close(torch.tensor(res['inside_losses']), every.losses, rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.tensor(res['inside_maps']), every.maps, rtol=0, atol=1e-4 * every.maps.abs().max().item())
     assert ranks[0]['saves'] == [str(tmp_path/'cams')] and ranks[1]['saves'] == []   # the files: the first process only
     saved, idx = load_cams(tmp_path/'cams'), pd.read_csv(tmp_path/'cams'/'index.csv')
     assert saved.idxs.tolist() == top.indices.tolist() and idx.item.tolist() == [str(dls.valid.items[i]) for i in top.indices.tolist()]
@@ -46,7 +49,7 @@ def test_explain_two_processes_equal_one(tmp_path):
     (imgs/'broken.png').write_text('not an image'); (imgs/'notes.txt').write_text('skipped')
     args = ['explain', str(tmp_path/'model.pkl'), str(imgs), '--bs', '4']
     one = subprocess.run([str(FASTCAM), *args, '--out', str(tmp_path/'one')], capture_output=True, text=True)
-    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29518', '--no-python',
+    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--standalone', '--no-python',
                           str(FASTCAM), *args, '--out', str(tmp_path/'two'), '--num-workers', '1'], capture_output=True, text=True, timeout=600)
     assert one.returncode == 1 and two.returncode != 0, two.stderr[-3000:]     # the broken image: exit code 1, in each process
     assert [l for l in two.stdout.splitlines() if 'explained' in l] == [l.replace('/one/', '/two/') for l in one.stdout.splitlines() if 'explained' in l]  # one summary: the first process's
@@ -58,7 +61,7 @@ def test_explain_two_processes_equal_one(tmp_path):
         m1, m2 = np.load(tmp_path/'one'/f), np.load(tmp_path/'two'/f)
         assert np.abs(m1 - m2).max() <= 1e-4 * np.abs(m1).max()
     assert sorted(o.name for o in (tmp_path/'two').rglob('.*')) == []         # partial indexes and temporary files gone
-    again = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29519', '--no-python',
+    again = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--standalone', '--no-python',
                             str(FASTCAM), *args, '--out', str(tmp_path/'two')], capture_output=True, text=True, timeout=600)
     assert '0 explained, 21 kept from an earlier run, 1 failed, 1 skipped' in again.stdout, again.stderr[-3000:]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'two'/'index.csv'), b)

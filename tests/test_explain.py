@@ -51,7 +51,7 @@ def test_command_end_to_end(exported, tmp_path):
 @pytest.mark.parametrize('args, message', [
     (('nope.pkl', 'imgs'), "fastcam explain: no learner file 'nope.pkl'"),
     (('model.pkl', 'empty'), 'fastcam explain: no image files in empty: give image files or folders that hold some'),
-    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown --method 'lime': use auto or one of cam, gradcam, gradcam++, xgradcam, hirescam, layercam, scorecam"),
+    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown --method 'lime': use auto or one of cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam, ablationcam"),
     (('model.pkl', 'imgs', '--method', 'gradcam', '--layer', '12'), 'fastcam explain: --layer: `layer` 12 is out of range: the body has 7 groups'),
     (('model.pkl', 'imgs', '--target', 'dog'), "fastcam explain: unknown --target 'dog': use 'predicted', a class of ['False', 'True'] or its index"),
     (('pets/boxes.csv', 'imgs'), "fastcam explain: cannot load the learner 'pets/boxes.csv'"),
