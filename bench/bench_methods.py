@@ -1,6 +1,6 @@
 """Every map-making method, measured in one run: time and peak memory next to pytorch-grad-cam's and torchcam's
-equivalents on resnet34 at 224 px, batch 32 (Score-CAM: batch 2, as it takes one forward pass per channel and image:
-16,384 at batch 32); then the localisation table of every method on the bundled pets, for a model trained here.
+equivalents on resnet34 at 224 px, batch 32 (Score-CAM and AblationCAM: batch 2, as they take one forward pass per
+channel and image: 16,384 at batch 32); then the localisation table of every method on the bundled pets, for a model trained here.
 
 Time: median of `--reps` calls, round-robin (ratio to fastcam's). Memory: the peak RSS of one call in a fresh
 process, minus the RSS before it. Run: `make bench`, or `python bench/bench_methods.py --quick` (batch 8, no table)."""
@@ -11,7 +11,9 @@ import torch
 from bench_gradcam import setup, time_all, rss_mb, peak_mb, reset_peak
 
 PGC = {'gradcam': 'GradCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM', 'hirescam': 'HiResCAM',
-       'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM'}
+       'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM', 'gradcamelementwise': 'GradCAMElementWise', 'eigencam': 'EigenCAM',
+       'eigengradcam': 'EigenGradCAM', 'ablationcam': 'AblationCAM'}
+ONE_PER_CHANNEL = ('scorecam', 'ablationcam')   # a forward pass per channel and image: measured at batch 2, one call each
 TORCHCAM = {'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgradcam': 'XGradCAM', 'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM'}
 
 def fastcam(method, model, x, target):
@@ -38,7 +40,7 @@ def has(lib, method): return lib != 'torchcam' or method in TORCHCAM
 def child(lib, method, bs):
     "In a fresh process: the peak and the time of one call"
     model, x, target = setup(bs)
-    LIBS[lib](method, model, x[:1], target[:1]) if method != 'scorecam' else None   # import and warm up on one image
+    LIBS[lib](method, model, x[:1], target[:1]) if method not in ONE_PER_CHANNEL else None   # import and warm up on one image
     reset_peak(); before = rss_mb(); t = time.perf_counter()
     LIBS[lib](method, model, x, target)
     print(json.dumps(dict(peak=peak_mb() - before, seconds=time.perf_counter() - t)))
@@ -52,15 +54,17 @@ def speed_and_memory(bs, reps):
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; resnet34 224 px, layer4, batch {bs}; '
           f'time: median of {reps} (ratio to fastcam), peak memory of one call in a fresh process (MB)')
     model, x, target = setup(bs)
-    for method in [m for m in METHODS if m not in ('cam', 'scorecam')]:
+    for method in [m for m in METHODS if m not in ('cam', *ONE_PER_CHANNEL)]:
         libs = [l for l in LIBS if has(l, method)]
         ts = time_all({l: (lambda l=l: LIBS[l](method, model, x, target)) for l in libs}, reps)
         mem = {l: measure(l, method, bs)['peak'] for l in libs}
         print(f'{method:10s} ' + '  '.join(f"{l} {ts[l]:.2f} s ({ts[l] / ts['fastcam']:.2f}x), {mem[l]:.0f} MB" for l in libs))
     sb = 2
-    res = {l: measure(l, 'scorecam', sb) for l in LIBS}
-    print(f'{"scorecam":10s} ' + '  '.join(f"{l} {r['seconds']:.1f} s ({r['seconds'] / res['fastcam']['seconds']:.2f}x), {r['peak']:.0f} MB"
-                                         for l, r in res.items()) + f'   (batch {sb}: {sb * 512} forward passes, one call each)')
+    for method in ONE_PER_CHANNEL:
+        libs = [l for l in LIBS if has(l, method)]
+        res = {l: measure(l, method, sb) for l in libs}
+        print(f'{method:10s} ' + '  '.join(f"{l} {r['seconds']:.1f} s ({r['seconds'] / res['fastcam']['seconds']:.2f}x), {r['peak']:.0f} MB"
+                                           for l, r in res.items()) + f'   (batch {sb}: {sb * 512} forward passes, one call each)')
     print(f"           pytorch-grad-cam's Score-CAM builds all masked inputs at once: {32 * 512 * 3 * 224 * 224 * 4 / 2**30:.1f} GB at batch 32")
 
 def localisation(n, epochs):
