@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/explain.html.md"""
 
 # %% ../nbs/07_explain.ipynb #23968295
 from __future__ import annotations
-import os, re
+import os, re, time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,7 +83,7 @@ def _write_maps(out:Path, jobs:list, relu:bool):
     "Write the raw map and the overlay of each (name, map, image) of `jobs` into `out`"
     for stem, cam, img in jobs:
         write_atomic(out/f'{stem}.cam.npy', lambda p: np.save(p, cam.numpy()))
-        write_atomic(out/f'{stem}.cam.png', lambda p: overlay(cam, img, relu=relu).save(p, format='png'))
+        write_atomic(out/f'{stem}.cam.png', lambda p: overlay(cam, img, relu=relu).save(p, format='png', compress_level=1))   # fast: 1 of 9
 
 # %% ../nbs/07_explain.ipynb #5787a7b6
 def _ranks()->tuple: # (rank, world size)
@@ -251,23 +251,27 @@ def _namer(files, vocab, multi):
     return lambda f, c: f'{_out_name(f, root)}.{labels[c]}' if multi else _out_name(f, root)
 
 def _explain_files(learn, files, out, m, lyr, t, opts, names, bs, num_workers, progress)->dict: # file: its rows
-    "Explain `files` batch by batch, their maps written by a thread while the next batch runs; `progress(rows so far)` as each batch's files are written"
-    res, pending, vocab = {}, None, [str(v) for v in learn.dls.vocab]                # pending: the batch being written
+    "Explain `files` batch by batch, their maps written by a thread while the next batch runs; `progress(rows so far)` every 2 s and at the end"
+    res, pending, vocab, last = {}, None, [str(v) for v in learn.dls.vocab], time.monotonic()   # pending: the batch being written
     def finish():
+        nonlocal last
         if pending is None: return
-        job, made = pending; job.result(); res.update(made); progress(res)           # a failed write raises here
+        job, made = pending; job.result(); res.update(made)                        # a failed write raises here
+        if time.monotonic() - last > 2: progress(res); last = time.monotonic()     # the index every 2 s, not every batch: it grows
     with ThreadPoolExecutor(1) as pool:
-        for batch in progress_bar(_reader(files, bs, num_workers), leave=False):
-            made = {str(f): [_row(f, 'failed', why, **opts)] for f, im, why in batch if im is None}
-            jobs, ok = [], {f: im for f, im, why in batch if im is not None}
-            for f, r in _explain_all(learn, ok, m, lyr, t).items():
-                if isinstance(r, Exception): made[str(f)] = [_row(f, 'failed', _why(r), **opts)]; continue
-                preds, maps, img = r
-                note = '' if preds or t is not None else f'no label above the threshold {_threshold(learn)}: the map of its most probable label'
-                jobs += [(names(f, c), cam, img) for c, prob, cam in maps]
-                made[str(f)] = [_row(f, 'ok', note, predicted=';'.join(vocab[p] for p in preds), label=vocab[c], probability=round(prob, 4),
-                                     **opts, overlay=f'{names(f, c)}.cam.png', map_file=f'{names(f, c)}.cam.npy') for c, prob, cam in maps]
-            finish()                                                                 # the previous batch's files, then its rows
-            pending = (pool.submit(_write_maps, out, jobs, m != 'cam'), made)
-        finish()
+        try:
+            for batch in progress_bar(_reader(files, bs, num_workers), leave=False):
+                made = {str(f): [_row(f, 'failed', why, **opts)] for f, im, why in batch if im is None}
+                jobs, ok = [], {f: im for f, im, why in batch if im is not None}
+                for f, r in _explain_all(learn, ok, m, lyr, t).items():
+                    if isinstance(r, Exception): made[str(f)] = [_row(f, 'failed', _why(r), **opts)]; continue
+                    preds, maps, img = r
+                    note = '' if preds or t is not None else f'no label above the threshold {_threshold(learn)}: the map of its most probable label'
+                    jobs += [(names(f, c), cam, img) for c, prob, cam in maps]
+                    made[str(f)] = [_row(f, 'ok', note, predicted=';'.join(vocab[p] for p in preds), label=vocab[c], probability=round(prob, 4),
+                                         **opts, overlay=f'{names(f, c)}.cam.png', map_file=f'{names(f, c)}.cam.npy') for c, prob, cam in maps]
+                finish()                                                         # the previous batch's files, then its rows
+                pending = (pool.submit(_write_maps, out, jobs, m != 'cam'), made)
+            finish()
+        finally: progress(res)                                                   # what is written, also when interrupted
     return res
