@@ -269,12 +269,12 @@ def top_losses_cam(self:Learner,
                   )->TopLosses:
     "The `k` highest-loss items of `dl` with their maps, computed now (in each process's share of `dl` under distributed training)"
     cb = _TopLossPass(k, method, layer, target, fname=None)
-    self.validate(dl=ifnone(dl, self.dls.valid).new(shuffle=False, drop_last=False), cbs=cb)
+    self.get_preds(dl=ifnone(dl, self.dls.valid).new(shuffle=False, drop_last=False), cbs=cb)   # as `get_preds`: loggers and trackers stay out
     return cb.result
 
 class _TopLossPass(TopLossCAM):
-    "`TopLossCAM` for one validation pass, outside a fit"
-    def before_fit(self): super().before_fit(); self.fitting = True
+    "`TopLossCAM` for one `get_preds` pass, outside a fit"
+    def before_validate(self): super().before_validate(); self.collect = True
 
 @patch
 def show_cam(self:Learner,

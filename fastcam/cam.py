@@ -451,7 +451,8 @@ def _projection(a:Tensor, like:Tensor)->Tensor: # (bs, h, w)
     "Each image's first principal component of the channel vectors of `a` (bs, k, h, w), its sign that of its agreement with `like` (bs, h, w)"
     v = a.flatten(2).transpose(1, 2)                                      # bs×n×k: one row per cell n=h·w
     v = v - v.mean(1, keepdim=True)
-    p = torch.einsum('bnk,bk->bn', v, torch.linalg.svd(v, full_matrices=False).Vh[:, 0])   # bs×n
+    low = v.dtype in (torch.float16, torch.bfloat16)                         # no SVD in half precision: float32 for those
+    p = torch.einsum('bnk,bk->bn', v, torch.linalg.svd(v.float() if low else v, full_matrices=False).Vh[:, 0].to(v))   # bs×n
     s = torch.sign((p * like.flatten(1)).sum(1))
     return (p * torch.where(s == 0, 1, s)[:, None]).view(like.shape)
 
@@ -478,7 +479,7 @@ def _returning(m:nn.Module, o:Tensor):
 def _ablated(o:Tensor, ks:Tensor, ch:int)->Tensor: # (len(ks), *o.shape[1:])
     "Copies of one image's layer output `o` (1, ...), each with the channel of `ks` on axis `ch` ablated"
     a = o.repeat(len(ks), *[1] * (o.ndim - 1))
-    a.movedim(ch, 1)[torch.arange(len(ks)), ks] = 0. if o.min() == 0 else o.min() - 1e7
+    a.movedim(ch, 1)[torch.arange(len(ks)), ks] = 0. if o.min() == 0 else max(o.min().item() - 1e7, torch.finfo(o.dtype).min)
     return a
 
 def _ablation_scores(model, m, x, o, y, t, ch, bs)->Tensor: # (k,)
@@ -502,7 +503,8 @@ def _ablationcam(model, x, target, layer, bs=32, layout=None):
         drop = torch.stack([_ablation_scores(model, m, x[i:i+1], o[i:i+1], y[i], t[i], 1 if lay[0] == 'nchw' else -1, bs)
                             for i in range(len(x))])                         # bs×k
     act = _to_map(o, lay)
-    return torch.einsum('bk,bkij->bij', ((y[:, None] - drop) / y[:, None]).to(act), act), out   # b=batch k=channels ij=map
+    w = (y[:, None] - drop) / y[:, None].abs().clamp(min=torch.finfo(y.dtype).tiny)   # the relative drop: |y|, so a negative score keeps its sign
+    return torch.einsum('bk,bkij->bij', w.to(act), act), out   # b=batch k=channels ij=map
 
 FORWARD.update(eigencam=_eigencam, ablationcam=_ablationcam)
 

@@ -46,7 +46,8 @@ def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled:
            ):
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     from fastcam.explain import explain_images
-    return explain_images(learner, *images, out=out, method=method, layer=layer, target=target, bs=bs, force=force, num_workers=num_workers)
+    return explain_images(learner, *images, out=out, method=method, layer=layer, target=target, bs=bs, force=force, num_workers=num_workers,
+                          distributed=True)                                      # under torchrun: each process a share
 
 # %% ../nbs/10_cli.ipynb #b266a36f
 COMMANDS = dict(demo=demo, explain=explain)

@@ -111,13 +111,15 @@ def pet_image(i:int, # the image's number
     return scene.resize((size, size), Image.Resampling.LANCZOS), cat, breed, px(body), px(head)
 
 # %% ../nbs/03_data.ipynb #427da857
+_UMASK = os.umask(0); os.umask(_UMASK)                                      # read once: setting it is not thread-safe
+
 def write_atomic(dst, # the file to write
                  write, # called with a temporary path beside `dst` (same suffix), which it fills
                 )->Path: # `dst`
     "Write `dst` whole or not at all: `write(tmp)` on a temporary path of its own, then rename it to `dst`"
     dst = Path(dst); dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f'.{dst.name}.', suffix=f'.tmp{dst.suffix}'); os.close(fd)
-    try: write(Path(tmp)); os.replace(tmp, dst)
+    try: write(Path(tmp)); os.chmod(tmp, 0o666 & ~_UMASK); os.replace(tmp, dst)   # the mode a plain `open` gives, not mkstemp's 0600
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return dst

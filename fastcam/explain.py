@@ -211,6 +211,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
                    bs:int=16, # images per batch
                    force:bool=False, # recompute the images an earlier run into `out` has done
                    num_workers:int=0, # processes that decode the next images while the model runs (0: decode in this one)
+                   distributed:bool=False, # share the images between the processes `torchrun` started (as `fastcam explain` does); False: this process does all
                   )->pd.DataFrame: # index.csv: one row per map, or per file that failed or was skipped
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     learn = learner if isinstance(learner, Learner) else _load(learner)
@@ -219,21 +220,21 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
     opts = dict(method=m, layer='' if layer is None else str(layer), target='predicted' if t is None else vocab[t])
     out = Path(out); files, rows = _find(images, out)
     if not files: raise CliError(f"no image files in {' '.join(images) or 'the arguments'}: give image files or folders that hold some")
-    (rank, world), names = _ranks(), _namer(files, vocab, multi)
+    (rank, world), names = _ranks() if distributed else (0, 1), _namer(files, vocab, multi)
     with _group(world):
         done = {} if force else _done(out, **opts)
         if world > 1: dist.barrier()                                                 # all have read the index before any writes
         todo = [f for f in files if str(f) not in done]
         def progress(new):                                                           # the index so far, rewritten as batches end
-            idx = _index([{**done, **new}.get(str(f)) for f in files], rows) if world == 1 else _index(new.values(), [])
+            idx = _index([{**done, **new}.get(str(f)) for f in files], rows if world == 1 else [])   # what earlier runs did too
             write_atomic(out/('index.csv' if world == 1 else f'.index.{rank}.csv'), lambda p: idx.to_csv(p, index=False))
         new = _explain_files(learn, todo[rank::world], out, m, lyr, t, opts, names, bs, num_workers, progress)
         if world > 1: new = _gathered(new)
         idx = _index([{**done, **new}.get(str(f)) for f in files], rows)              # in the order of `files`, whoever made them
         if rank == 0: write_atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
-        if world > 1:
-            dist.barrier()                                                           # index.csv written: the partial ones can go
-            (out/f'.index.{rank}.csv').unlink(missing_ok=True)
+        if world > 1: dist.barrier()                                                 # index.csv written: the partial ones can go
+        if rank == 0:
+            for f in out.glob('.index.*.csv'): f.unlink(missing_ok=True)             # also those of an earlier, interrupted run
     if rank == 0:
         n, ok = idx.drop_duplicates('file').status.value_counts(), [f for f, r in new.items() if r[0]['status'] == 'ok']
         print(f"{len(ok)} explained{f' ({sum(len(new[f]) for f in ok)} maps)' if multi else ''}, {len(files) - len(todo)} kept from an "
