@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN   = $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test install dev lint bench mutants wheel
+.PHONY: demo test install dev lint bench mutants wheel notebooks figures
 
 $(BIN)/python:                       ## torch's CUDA build makes the environment about 6.5 GB: say so before pip runs out of room
 	@free=$$(df -Pk $(dir $(abspath $(VENV))) | awk 'NR==2 {print int($$4/1048576)}'); [ "$$free" -ge 8 ] || { \
@@ -46,3 +46,10 @@ bench: install                       ## speed and memory against the lower bound
 
 mutants: dev                         ## inject the bugs of tools/mutants.toml one at a time; print which the tests catch (20-30 min)
 	$(BIN)/python tools/mutants.py
+
+notebooks: dev                       ## run every notebook and save it with its outputs (about 4 min): what a reader sees on GitHub
+	$(BIN)/python tools/notebooks.py
+	$(BIN)/python tools/readme.py
+
+figures: install                     ## the README's figures in nbs/images/ (runs the demo: about 2 min)
+	$(BIN)/python tools/figures.py

@@ -16,7 +16,7 @@ __all__ = ['COMMANDS', 'demo', 'explain', 'main']
 _ARCHS = ('resnet18', 'resnet34', 'resnet50')                          # `fastcam.demo.ARCHS`, checked before fastai loads
 
 @call_parse
-def demo(out:str='fastcam_demo', # folder for the top-loss maps, their grid and summary.json
+def demo(out:str='fastcam_demo', # folder for the report (index.html), the top-loss maps, summary.json and the learner (model.pkl)
          arch:str='resnet18', # the body: resnet18, resnet34 or resnet50 (trained from scratch)
          epochs:int=6, # one-cycle epochs
          lr:float=3e-3, # peak learning rate
@@ -36,7 +36,7 @@ def demo(out:str='fastcam_demo', # folder for the top-loss maps, their grid and 
 @call_parse
 def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled: load only files you trust
             *images:str, # image files and folders (searched recursively)
-            out:str='fastcam_explain', # folder for the overlays, the raw maps and index.csv (one row per map: a multi-label learner's image has one per label it predicts)
+            out:str='fastcam_explain', # folder for the gallery (index.html), the overlays, the raw maps and index.csv (one row per map: a multi-label learner's image has one per label it predicts)
             method:str='auto', # how the maps are made: auto (cam where the head allows it, else gradcam; index.csv says which), cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam or ablationcam
             layer:str=None, # default: the layer the head pools; or an int into the body (-2) or a dotted name (0.6)
             target:str='predicted', # the class each map is for: predicted (multi-label: each label above the loss's threshold), or a class of the learner's vocab (name or index)

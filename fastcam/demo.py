@@ -19,9 +19,11 @@ from .metrics import localisation_report
 from .data import pets_dls
 from .learner import cam_learner
 from .callback import TopLossCAM
+from .vis import html_gallery
+from html import escape
 
 # %% auto #0
-__all__ = ['ARCHS', 'summary_text', 'run_demo']
+__all__ = ['LABELS', 'ARCHS', 'summary_text', 'write_report', 'run_demo']
 
 # %% ../nbs/09_demo.ipynb #79488fbb
 def _evaluate(learn, dl, gradcam_layer):
@@ -38,23 +40,40 @@ def _evaluate(learn, dl, gradcam_layer):
                 map_sizes=rep['map'].drop('centre').to_dict(), **{c: rep[c].to_dict() for c in ('pointing_game', 'mean_iou', 'iou_50')})
 
 # %% ../nbs/09_demo.ipynb #fed099b4
+def _table(res:dict)->pd.DataFrame:
+    "Where the maps point, by method: map size, pointing game, mean IoU, share of IoU ≥ 0.5"
+    return pd.DataFrame({'map': res['map_sizes'], 'pointing game': res['pointing_game'], 'mean IoU': res['mean_iou'],
+                         'IoU ≥ 0.5': res['iou_50']}).fillna('–')
+
 def summary_text(res:dict)->str:
     "The demo's results `res` as a few lines and a table"
     im, s = res['images'], res['seconds']
-    rep = pd.DataFrame({'map': res['map_sizes'], 'pointing game': res['pointing_game'], 'mean IoU': res['mean_iou'],
-                        'IoU ≥ 0.5': res['iou_50']}).fillna('–')
     return '\n'.join([
         f"{res['arch']}, {res['epochs']} epochs in {'bfloat16' if res['bfloat16'] else 'float32'} on {im['train']} images of {im['size']} px: "
         f"error rate {res['error_rate']:.1%} on {im['valid']} validation images",
         f"CAM identity: largest error {res['cam_identity_max_error']:.1g}; hooks left: {res['hooks_left']}; "
         f"{s['total']:.0f} s (data {s['data']:.0f} s, training {s['train']:.0f} s)",
         "Where the maps of each image's actual class point (the centre: a map that always points at the middle):",
-        rep.to_string(), ''])
+        _table(res).to_string(), ''])
+
+# %% ../nbs/09_demo.ipynb #6b4ec412
+LABELS = {True: 'cat', False: 'dog'}    # the bundled pets' vocab is the chapter's `is_cat`
+
+def write_report(out:Path, res:dict)->Path: # the page
+    "`out`/index.html: the demo's results `res`, its top-loss grid and each top-loss map (`out`/cams) with its classes"
+    name = {str(k): v for k, v in LABELS.items()}
+    lines = summary_text(res).splitlines()[:3]
+    head = ''.join(f'<p>{escape(l)}</p>' for l in lines) + _table(res).to_html(border=0) + (
+        '<h2>The top losses</h2><p><img src="top_losses.png" alt="the top-loss grid" style="max-width:100%"></p><h2>Each map</h2>')
+    idx = pd.read_csv(out/'cams'/'index.csv', dtype=str, keep_default_na=False)
+    items = [(f'cams/{r.overlay}', f"{int(r.rank) + 1}. predicted {name.get(r.predicted, r.predicted)} ({float(r.probability):.2f}), "
+                                   f"actually {name.get(r.actual, r.actual)}\nloss {float(r.loss):.2f}") for r in idx.itertuples()]
+    return html_gallery(out, items, f"fastcam demo: {res['arch']} on the bundled pets", head)[0]
 
 # %% ../nbs/09_demo.ipynb #ec59b38d
 ARCHS = ('resnet18', 'resnet34', 'resnet50')
 
-def run_demo(out:str='fastcam_demo', # folder for the top-loss maps, their grid and summary.json
+def run_demo(out:str='fastcam_demo', # folder for the report (index.html), the top-loss maps, summary.json and the learner (model.pkl)
              arch:str='resnet18', # the body: resnet18, resnet34 or resnet50 (trained from scratch)
              epochs:int=6, # one-cycle epochs
              lr:float=3e-3, # peak learning rate
@@ -81,8 +100,10 @@ def run_demo(out:str='fastcam_demo', # folder for the top-loss maps, their grid 
                seconds=dict(data=round(t_data, 1), train=round(t_train, 1), total=round(time.time() - t0, 1)),
                top_losses=str(out/'cams'))
     matplotlib.use('Agg')
-    axs = learn.show_cam(labels={True: 'cat', False: 'dog'})
+    axs = learn.show_cam(labels=LABELS)
     axs[0].figure.savefig(out/'top_losses.png', dpi=90, bbox_inches='tight')
     (out/'summary.json').write_text(json.dumps(res, indent=2, ensure_ascii=False))
-    print(summary_text(res) + f"top-loss maps: {out/'cams'}; grid: {out/'top_losses.png'}; summary: {out/'summary.json'}")
+    page = write_report(out, res)
+    learn.export(out/'model.pkl')                                              # for `fastcam explain` and `load_learner`
+    print(summary_text(res) + f"report: {page}; top-loss maps: {out/'cams'}; summary: {out/'summary.json'}; learner: {out/'model.pkl'}")
     return res

@@ -19,7 +19,8 @@ from fastprogress.fastprogress import progress_bar
 from fastai.data.transforms import image_extensions
 from fastai.learner import Learner, load_learner
 from .cam import class_maps, cam_weights, get_layer, pick_method, METHODS
-from .vis import overlay
+from .vis import overlay, html_gallery
+from html import escape
 from .data import write_atomic
 
 # %% auto #0
@@ -204,7 +205,7 @@ def _load(fn)->Learner:
 # %% ../nbs/07_explain.ipynb #6a22e20c
 def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (it is unpickled: load only files you trust)
                    *images:str, # image files and folders (searched recursively)
-                   out:str='fastcam_explain', # folder for the overlays, the raw maps and index.csv (one row per map: a multi-label learner's image has one per label it predicts)
+                   out:str='fastcam_explain', # folder for the gallery (index.html), the overlays, the raw maps and index.csv (one row per map: a multi-label learner's image has one per label it predicts)
                    method:str='auto', # how the maps are made: auto (cam where the head allows it, else gradcam; index.csv says which), cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam or ablationcam
                    layer:str=None, # default: the layer the head pools; or an int into the body (-2) or a dotted name (0.6)
                    target:str='predicted', # the class each map is for: predicted (multi-label: each label above the loss's threshold), or a class of the learner's vocab (name or index)
@@ -237,8 +238,10 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
             for f in out.glob('.index.*.csv'): f.unlink(missing_ok=True)             # also those of an earlier, interrupted run
     if rank == 0:
         n, ok = idx.drop_duplicates('file').status.value_counts(), [f for f, r in new.items() if r[0]['status'] == 'ok']
-        print(f"{len(ok)} explained{f' ({sum(len(new[f]) for f in ok)} maps)' if multi else ''}, {len(files) - len(todo)} kept from an "
-              f"earlier run, {n.get('failed', 0)} failed, {n.get('skipped', 0)} skipped; method {how}: see {out/'index.csv'}")
+        line = (f"{len(ok)} explained{f' ({sum(len(new[f]) for f in ok)} maps)' if multi else ''}, {len(files) - len(todo)} kept from an "
+                f"earlier run, {n.get('failed', 0)} failed, {n.get('skipped', 0)} skipped; method {how}")
+        _gallery(out, idx, line, multi)
+        print(f"{line}: see {out/'index.csv'} and {out/'index.html'}")
     return idx
 
 # %% ../nbs/07_explain.ipynb #ca958f68
@@ -276,3 +279,15 @@ def _explain_files(learn, files, out, m, lyr, t, opts, names, bs, num_workers, p
             finish()
         finally: progress(res)                                                   # what is written, also when interrupted
     return res
+
+# %% ../nbs/07_explain.ipynb #a970008c
+def _gallery(out, idx, line, multi, per_page=200):
+    "index.html (and more pages for large folders): each map over its image with its class and probability, then the files that failed or were skipped, with why"
+    ok, bad = idx[idx.status == 'ok'], idx[idx.status != 'ok']
+    cap = lambda r: (f"{r.overlay.removesuffix('.cam.png')}\n{r.label} {float(r.probability):.2f}" +
+                     (f" · predicted: {r.predicted or 'none'}" if multi else '') + (f"\n{r.reason}" if r.reason else ''))
+    head = (f'<p>{escape(line)}. Each map is of the class under it, with its probability; '
+            f'<a href="index.csv">index.csv</a> has them all, and the raw maps.</p>')
+    if len(bad): head += (f'<h2>Files not explained ({len(bad)})</h2>' +
+                          bad[['file', 'status', 'reason']].to_html(index=False, border=0) + f'<h2>Maps ({len(ok)})</h2>')
+    html_gallery(out, [(r.overlay, cap(r)) for r in ok.itertuples()], f'fastcam explain: {out.name}', head, per_page)

@@ -14,9 +14,13 @@ from PIL import Image
 from fastcore.meta import delegates
 from fastai.torch_core import show_image
 from fastai.vision.data import get_grid
+from html import escape
+from pathlib import Path
+from urllib.parse import quote
+from .data import write_atomic
 
 # %% auto #0
-__all__ = ['normalize_maps', 'upsample_maps', 'show_map', 'show_maps', 'overlay']
+__all__ = ['normalize_maps', 'upsample_maps', 'show_map', 'show_maps', 'overlay', 'html_link', 'html_page', 'html_gallery']
 
 # %% ../nbs/02_vis.ipynb #1541229d
 def normalize_maps(maps:Tensor, # (..., h, w)
@@ -103,3 +107,43 @@ def overlay(cam:Tensor, # one map (h, w)
     m = upsample_maps((m.relu() if relu else m)[None], im.shape[:2], align)[0]
     colour = matplotlib.colormaps[cmap](normalize_maps(m, relu=False).numpy())[..., :3] * 255
     return Image.fromarray(((1 - alpha) * im + alpha * colour).round().clip(0, 255).astype(np.uint8))
+
+# %% ../nbs/02_vis.ipynb #121489fd
+_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#222} h1{font-size:1.4em}
+table{border-collapse:collapse;margin:.5em 0 1em} th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
+.grid{display:flex;flex-wrap:wrap;gap:14px} figure{margin:0;width:200px} figure img{width:200px;height:auto}
+figcaption{font-size:12px;overflow-wrap:anywhere} nav{margin:1em 0} nav *{margin-right:.4em} pre{background:#f4f4f4;padding:.7em}"""
+
+def html_link(path)->str: # a URL relative to the page
+    "`path` (relative to the page) as a link: forward slashes, and `#`, `?`, `%`, spaces quoted"
+    return quote(Path(path).as_posix())
+
+def html_page(title:str, body:str)->str: # a whole HTML document
+    "A page with `title` around the HTML `body`, styled for `html_gallery`"
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width"><style>{_CSS}</style></head>\n<body>{body}</body></html>\n')
+
+# %% ../nbs/02_vis.ipynb #91d4d7f5
+def _figure(src, caption:str)->str:
+    cap = escape(caption).replace('\n', '<br>')
+    return f'<figure><a href="{html_link(src)}"><img src="{html_link(src)}" alt="{escape(caption)}" loading="lazy"></a><figcaption>{cap}</figcaption></figure>'
+
+def html_gallery(out, # the folder of the pages; every image path is relative to it
+                 items:list, # (image path, caption) per figure; a caption's lines are kept
+                 title:str, # the pages' heading
+                 head:str='', # HTML above the figures of the first page: a summary, a table, an image
+                 per_page:int=200, # figures per page
+                 stem:str='index', # the first page is STEM.html, the next STEM-2.html, ...
+                )->list: # the pages written
+    "Write `items` as HTML pages in `out` that open from disk: `head`, then the figures with their captions, `per_page` a page"
+    out, n = Path(out), max(1, -(-len(items) // per_page))
+    names = [f'{stem}.html'] + [f'{stem}-{i}.html' for i in range(2, n + 1)]
+    for p, name in enumerate(names):
+        nav = '' if n == 1 else '<nav>Pages: ' + ' '.join(f'<b>{i+1}</b>' if i == p else f'<a href="{html_link(o)}">{i+1}</a>'
+                                                           for i, o in enumerate(names)) + '</nav>'
+        figs = ''.join(_figure(*o) for o in items[p * per_page:(p + 1) * per_page])
+        body = f'<h1>{escape(title)}</h1>\n{head if p == 0 else ""}\n{nav}<div class="grid">\n{figs}</div>{nav}'
+        write_atomic(out/name, lambda f: f.write_text(html_page(title, body), encoding='utf-8'))
+    for f in out.glob(f'{stem}-*.html'):                                          # the extra pages of an earlier, larger run
+        if f.name not in names: f.unlink(missing_ok=True)
+    return [out/o for o in names]

@@ -1,5 +1,6 @@
 "The `fastcam` command end to end, as a user runs it: through the installed entry point, with its defaults."
-import json, subprocess, sys
+import json, re, subprocess, sys
+from urllib.parse import unquote
 import pandas as pd
 import torch
 from pathlib import Path
@@ -36,6 +37,11 @@ def test_demo_meets_its_goals(tmp_path):
     for f in idx.overlay:
         with Image.open(tmp_path/'cams'/f) as im: assert im.size == (96, 96)
     with Image.open(tmp_path/'top_losses.png') as im: assert im.size[0] > 300
+    page = (tmp_path/'index.html').read_text()                            # the report: every image it shows is there
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert srcs == ['top_losses.png'] + [f'cams/{o}' for o in idx.overlay] and all((tmp_path/unquote(o)).is_file() for o in srcs)
+    assert f"error rate {summary['error_rate']:.1%}" in page and ('predicted cat' in page or 'predicted dog' in page)
+    assert (tmp_path/'model.pkl').is_file()
 
 def test_help_and_bad_input():
     r = run('demo', '--help')

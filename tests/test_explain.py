@@ -1,5 +1,6 @@
 "`fastcam explain` on folders as they come: through the installed command, interrupted, on images PIL refuses, on any head, multi-label."
-import subprocess, sys
+import re, subprocess, sys
+from urllib.parse import unquote
 import numpy as np, pandas as pd, pytest, torch
 from fastai.data.block import DataBlock, MultiCategoryBlock
 from fastai.data.transforms import ColReader, RandomSplitter
@@ -47,6 +48,10 @@ def test_command_end_to_end(exported, tmp_path):
     assert r.returncode == 1 and '0 explained, 24 kept from an earlier run, 1 failed' in r.stdout
     idx = pd.read_csv(tmp_path/'out'/'index.csv')
     assert idx.iloc[-1].reason == 'no such file or folder'
+    page = (tmp_path/'out'/'index.html').read_text()                      # the gallery: the maps kept, and the file that failed
+    srcs = [unquote(o) for o in re.findall(r'<img src="([^"]+)"', page)]
+    assert srcs == idx.overlay.dropna().tolist() and all((tmp_path/'out'/o).is_file() for o in srcs)
+    assert f"<td>{d/'no_such.png'}</td>" in page and '<td>no such file or folder</td>' in page
 
 @pytest.mark.parametrize('args, message', [
     (('nope.pkl', 'imgs'), "fastcam explain: no learner file 'nope.pkl'"),

@@ -6,7 +6,7 @@ root = Path(__file__).resolve().parent.parent
 
 def cell_md(c):
     src = ''.join(c['source']).strip()
-    if c['cell_type'] == 'markdown': return src
+    if c['cell_type'] == 'markdown': return src.replace('](images/', '](nbs/images/')   # the notebook's images, from the repo's root
     if src.startswith('#| hide') or not src: return None
     return '```python\n' + '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip() + '\n```'
 
