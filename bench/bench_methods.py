@@ -14,7 +14,8 @@ PGC = {'gradcam': 'GradCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradC
        'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM', 'gradcamelementwise': 'GradCAMElementWise', 'eigencam': 'EigenCAM',
        'eigengradcam': 'EigenGradCAM', 'ablationcam': 'AblationCAM'}
 ONE_PER_CHANNEL = ('scorecam', 'ablationcam')   # a forward pass per channel and image: measured at batch 2, one call each
-TORCHCAM = {'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgradcam': 'XGradCAM', 'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM'}
+TORCHCAM = {'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgradcam': 'XGradCAM', 'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM',
+            'smoothgradcampp': 'SmoothGradCAMpp'}
 
 def fastcam(method, model, x, target):
     from fastcam.cam import gradcam_maps
@@ -35,7 +36,7 @@ def torchcam(method, model, x, target):
         return ext(target.tolist(), out)
 
 LIBS = dict(fastcam=fastcam, pytorch_grad_cam=pytorch_grad_cam, torchcam=torchcam)
-def has(lib, method): return lib != 'torchcam' or method in TORCHCAM
+def has(lib, method): return lib == 'fastcam' or method in dict(pytorch_grad_cam=PGC, torchcam=TORCHCAM)[lib]
 
 def child(lib, method, bs):
     "In a fresh process: the peak and the time of one call"

@@ -17,7 +17,7 @@ from fastcore.basics import store_attr, patch, ifnone, noop
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import TensorImage, display_df, get_random_states, set_random_states
-from .cam import class_maps, get_layer, check_method, pick_method, trace, METHODS, _name_of
+from .cam import class_maps, get_layer, check_method, pick_method, trace, layer_name, METHODS, _name_of
 from .vis import show_maps, overlay
 
 # %% auto #0
@@ -83,8 +83,9 @@ class TopLosses:
 
     def caption(self)->str:
         "What made the maps: 'CAM at 0.7' or 'Grad-CAM at 0.7 (auto: the head can't give CAM)'"
-        name = dict(cam='CAM', gradcam='Grad-CAM', scorecam='Score-CAM', layercam='LayerCAM', hirescam='HiResCAM',
-                    xgradcam='XGrad-CAM').get(self.method, self.method.replace('gradcam', 'Grad-CAM'))
+        name = dict(cam='CAM', gradcam='Grad-CAM', scorecam='Score-CAM', layercam='LayerCAM', hirescam='HiResCAM', xgradcam='XGrad-CAM',
+                    gradcamelementwise='Grad-CAM element-wise', eigencam='EigenCAM', eigengradcam='EigenGradCAM', ablationcam='AblationCAM',
+                    smoothgradcampp='SmoothGrad-CAM++').get(self.method, self.method.replace('gradcam', 'Grad-CAM'))
         why = f" (auto: {self.why})" if self.asked[0] == 'auto' and self.method != 'cam' and self.why else ''
         return f"{name} at {self.layer_name or self.layer or 'the default layer'}{why}"
 
@@ -254,9 +255,10 @@ def _top_losses(learn, dl, top, method, layer, target)->TopLosses:
     imgs = (imgs if imgs.max() > 1 else imgs * 255).round().clamp(0, 255).byte().cpu().as_subclass(Tensor)
     items = getattr(dl, 'items', None)
     items = [_item(items, int(i)) for i in top['idxs']]
-    why = '' if used == method else "the head can't give CAM" if trace(learn.model, x).cam else "CAM is only at the layer the head pools"
+    why = ('' if used == method else 'the maps of several layers are fused' if isinstance(layer, (list, tuple))
+           else "the head can't give CAM" if trace(learn.model, x).cam else "CAM is only at the layer the head pools")
     return TopLosses(top['idxs'], items, actual, predicted, p_item, top['losses'], maps, imgs, learn.dls.vocab, used, layer,
-                     item, cls, _name_of(learn.model, get_layer(learn.model, layer, x)), (method, layer), why)
+                     item, cls, layer_name(learn.model, layer, x), (method, layer), why)
 
 # %% ../nbs/05_callback.ipynb #dadadbb9
 @patch

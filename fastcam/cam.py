@@ -16,10 +16,12 @@ from fastai.layers import Flatten
 from fastai.callback.hook import in_channels
 import torch.nn.functional as F
 from .hooks import Hook, GraphCut
+from .vis import upsample_maps, normalize_maps
 
 # %% auto #0
 __all__ = ['WEIGHTS', 'FORWARD', 'METHODS', 'as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head',
-           'cam_weights', 'cam_maps', 'layer_grads', 'gradcam_maps', 'check_method', 'pick_method', 'class_maps']
+           'cam_weights', 'cam_maps', 'layer_grads', 'weigh', 'gradcam_maps', 'fuse_maps', 'aug_smooth_maps',
+           'check_method', 'pick_method', 'layer_name', 'class_maps']
 
 # %% ../nbs/01_cam.ipynb #627a633d
 @contextmanager
@@ -328,6 +330,10 @@ def cam_maps(model:nn.Module, # a classifier whose head is GAP → Linear
              layout:str=None, # the layer's layout, when the model can't tell: 'nchw', 'nhwc' or 'tokens'
             )->Tensor: # (bs, classes, h, w): one map for each class
     "Class activation maps of every class for batch `x`: `torch.einsum` of the head's weights with the body's features"
+    return _cam(model, x, layer, layout)[0]
+
+def _cam(model, x, layer=None, layout=None)->tuple: # (maps (bs, classes, h, w), W (classes, k), the features (bs, k, h, w))
+    "`cam_maps`, with the head's weights and the features it weighed"
     model = unwrap(model)
     x = _batch(model, x)
     (W, b), feat = cam_weights(model, x), get_layer(model, layer, x)
@@ -338,7 +344,7 @@ def cam_maps(model:nn.Module, # a classifier whose head is GAP → Linear
     if act.shape[1] != W.shape[1]: raise inner
     maps = torch.einsum('ck,bkij->bcij', W.to(act), act)  # c=classes k=channels b=batch ij=map
     if not torch.allclose(maps.mean((2,3)) + b.to(act), out, rtol=1e-3, atol=1e-4 * out.abs().max().clamp(min=1)): raise inner
-    return maps
+    return maps, W.to(act), act
 
 # %% ../nbs/01_cam.ipynb #66f28346
 def _targets(out, target):
@@ -373,19 +379,38 @@ def layer_grads(model:nn.Module, x:Tensor, target=None, layer=None, layout:str=N
 # %% ../nbs/01_cam.ipynb #3581fe3a
 def _gradcam(act, grad):
     "Grad-CAM: each channel of `act` weighed by its average gradient"
-    return torch.einsum('bk,bkij->bij', grad.mean((2,3)), act)     # b=batch k=channels ij=map
+    return grad.mean((2,3))                                               # bs×k
 
-WEIGHTS = dict(gradcam=_gradcam)   # how each gradient method makes a map of `act` and `grad`; the variants below add theirs
-FORWARD = {}                       # the methods that need no gradient: (model, x, target, layer, layout) -> (maps, outputs)
+def _projection(a:Tensor, like:Tensor)->Tensor: # (bs, h, w)
+    "Each image's first principal component of the channel vectors of `a` (bs, k, h, w), its sign that of its agreement with `like` (bs, h, w)"
+    v = a.flatten(2).transpose(1, 2)                                      # bs×n×k: one row per cell n=h·w
+    v = v - v.mean(1, keepdim=True)
+    low = v.dtype in (torch.float16, torch.bfloat16)                         # no SVD in half precision: float32 for those
+    p = torch.einsum('bnk,bk->bn', v, torch.linalg.svd(v.float() if low else v, full_matrices=False).Vh[:, 0].to(v))   # bs×n
+    s = torch.sign((p * like.flatten(1)).sum(1))
+    return (p * torch.where(s == 0, 1, s)[:, None]).view(like.shape)
 
-def _grad_maps(model, x, target, layer, method, layout=None):
-    "The maps and the model's outputs by `method`: one of `WEIGHTS` applied to `layer_grads`, or a method of `FORWARD` (no gradient)"
-    if method in FORWARD: return FORWARD[method](model, x, target, layer, layout=layout)
+def weigh(w:Tensor, # one weight per channel (bs, k), or per channel and cell (bs, k, h, w)
+          act:Tensor, # the layer's activations (bs, k, h, w)
+          eigen_smooth:bool=False, # the weighted channels' first principal component instead of their sum
+         )->Tensor: # (bs, h, w)
+    "The map of `act` weighed by `w`: the weighted channels summed, or with `eigen_smooth` their first principal component, its sign that of the sum"
+    if eigen_smooth:
+        t = act * (w[..., None, None] if w.ndim == 2 else w)                  # bs×k×h×w
+        return _projection(t, t.sum(1))
+    return torch.einsum('bk,bkij->bij', w, act) if w.ndim == 2 else (w * act).sum(1)   # b=batch k=channels ij=map
+
+WEIGHTS = dict(gradcam=_gradcam)   # how each gradient method weighs `act` from `act` and `grad`; the variants below add theirs
+FORWARD = {}                       # the methods with passes of their own: (model, x, target, layer, layout, eigen_smooth) -> (maps, outputs)
+
+def _grad_maps(model, x, target, layer, method, layout=None, eigen_smooth=False):
+    "The maps and the model's outputs by `method`: the weights of one of `WEIGHTS` from `layer_grads`, or a method of `FORWARD` (no gradient)"
+    if method in FORWARD: return FORWARD[method](model, x, target, layer, layout=layout, eigen_smooth=eigen_smooth)
     if method not in WEIGHTS:
         hint = ' (CAM is `cam_maps`, or `class_maps(method=\'cam\')`)' if method == 'cam' else ''
         raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, [*WEIGHTS, *FORWARD]))}{hint}")
     act, grad, out = layer_grads(model, x, target, layer, layout)
-    return WEIGHTS[method](act, grad), out
+    return weigh(WEIGHTS[method](act, grad), act, eigen_smooth or method == 'eigengradcam'), out
 
 def gradcam_maps(model:nn.Module, # any classifier
                  x:Tensor, # a batch of images (bs, channels, h, w)
@@ -393,9 +418,14 @@ def gradcam_maps(model:nn.Module, # any classifier
                  layer=None, # None (the last feature map before the head), an int into the body, a module or a dotted name
                  method:str='gradcam', # 'gradcam', one of its variants in `WEIGHTS` (below), or a method without gradients in `FORWARD`
                  layout:str=None, # the layer's layout, when the model can't tell: 'nchw', 'nhwc' or 'tokens'
-                )->Tensor: # (bs, h, w): raw maps, no ReLU, no upsampling
+                 eigen_smooth:bool=False, # the first principal component of the weighted channels, not their sum
+                 aug_smooth:bool=False, # the mean of the maps of six augmented copies (`class_maps`): maps at the image's size
+                 fuse:str='mean', # how the maps of a list of layers become one: 'mean' or 'max'
+                )->Tensor: # (bs, h, w): raw maps, no ReLU, no upsampling (but see `aug_smooth` and lists of layers)
     "Grad-CAM maps (or a variant's) of `target` at `layer` for batch `x`, in one forward and one backward pass"
-    return _grad_maps(model, x, target, layer, method, layout)[0]
+    if aug_smooth or isinstance(layer, (list, tuple)):
+        return class_maps(model, x, target, method, layer, layout=layout, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, fuse=fuse)
+    return _grad_maps(model, x, target, layer, method, layout, eigen_smooth)[0]
 
 # %% ../nbs/01_cam.ipynb #bc4dcef9
 def _gradcampp(act, grad):
@@ -403,25 +433,25 @@ def _gradcampp(act, grad):
     g2 = grad ** 2                                                        # bs×k×h×w
     den = 2 * g2 + act.sum((2,3), keepdim=True) * g2 * grad              # ΣA is the channel's: bs×k×1×1
     alpha = torch.where(den != 0, g2 / den, 0.)                           # g = 0: α = 0
-    return torch.einsum('bk,bkij->bij', (alpha * grad.relu()).sum((2,3)), act)
+    return (alpha * grad.relu()).sum((2,3))                               # bs×k
 
 def _xgradcam(act, grad):
     "XGrad-CAM: each channel weighed by its gradients, averaged with its activations as the weights"
     s = act.sum((2,3))                                                    # bs×k
-    return torch.einsum('bk,bkij->bij', torch.where(s != 0, (grad * act).sum((2,3)) / s, 0.), act)
+    return torch.where(s != 0, (grad * act).sum((2,3)) / s, 0.)
 
 def _hirescam(act, grad):
     "HiResCAM: the gradient times the activation, cell by cell, summed over the channels"
-    return (grad * act).sum(1)
+    return grad                                                           # bs×k×h×w: a weight per cell
 
 def _layercam(act, grad):
     "LayerCAM: the positive part of the gradient times the activation, cell by cell, summed over the channels"
-    return (grad.relu() * act).sum(1)
+    return grad.relu()
 
 WEIGHTS.update({'gradcam++': _gradcampp, 'xgradcam': _xgradcam, 'hirescam': _hirescam, 'layercam': _layercam})
 
 # %% ../nbs/01_cam.ipynb #6c2cf00e
-def _scorecam(model, x, target, layer, bs=32, layout=None):
+def _scorecam(model, x, target, layer, bs=32, layout=None, eigen_smooth=False):
     "Score-CAM maps and the model's outputs: each channel weighed by the softmax of the scores of the input it masks"
     model = unwrap(model)
     x = _batch(model, x); m = get_layer(model, layer, x)
@@ -438,28 +468,18 @@ def _scorecam(model, x, target, layer, bs=32, layout=None):
             up = F.interpolate(act[n // K, n % K][:, None], x.shape[-2:], mode='bilinear', align_corners=True)
             lo, hi = up.amin((2,3), keepdim=True), up.amax((2,3), keepdim=True)
             scores[n] = model(x[n // K] * (up - lo) / (hi - lo + 1e-8)).gather(1, t[n // K, None])[:, 0].to(scores)
-    return torch.einsum('bk,bkij->bij', scores.view(B, K).softmax(1), act), out   # b=batch k=channels ij=map
+    return weigh(scores.view(B, K).softmax(1), act, eigen_smooth), out
 
 FORWARD.update(scorecam=_scorecam)
 
 # %% ../nbs/01_cam.ipynb #f9211de2
 def _gradcamelementwise(act, grad):
     "Grad-CAM element-wise: the positive part of gradient × activation, cell by cell, summed over the channels"
-    return (grad * act).relu().sum(1)
+    return grad * (grad * act > 0)                                        # bs×k×h×w: relu(g·A) = (g where g·A > 0)·A
 
-def _projection(a:Tensor, like:Tensor)->Tensor: # (bs, h, w)
-    "Each image's first principal component of the channel vectors of `a` (bs, k, h, w), its sign that of its agreement with `like` (bs, h, w)"
-    v = a.flatten(2).transpose(1, 2)                                      # bs×n×k: one row per cell n=h·w
-    v = v - v.mean(1, keepdim=True)
-    low = v.dtype in (torch.float16, torch.bfloat16)                         # no SVD in half precision: float32 for those
-    p = torch.einsum('bnk,bk->bn', v, torch.linalg.svd(v.float() if low else v, full_matrices=False).Vh[:, 0].to(v))   # bs×n
-    s = torch.sign((p * like.flatten(1)).sum(1))
-    return (p * torch.where(s == 0, 1, s)[:, None]).view(like.shape)
+WEIGHTS.update(gradcamelementwise=_gradcamelementwise, eigengradcam=_hirescam)   # EigenGradCAM: HiResCAM's g·A, always `eigen_smooth`
 
-def _eigengradcam(act, grad): return _projection(grad * act, (grad * act).sum(1))
-WEIGHTS.update(gradcamelementwise=_gradcamelementwise, eigengradcam=_eigengradcam)
-
-def _eigencam(model, x, target, layer, layout=None):
+def _eigencam(model, x, target, layer, layout=None, eigen_smooth=True):
     "EigenCAM maps and the model's outputs: the activations' first principal component, in one forward pass"
     model = unwrap(model)
     x = _batch(model, x); m = get_layer(model, layer, x)
@@ -491,7 +511,7 @@ def _ablation_scores(model, m, x, o, y, t, ch, bs)->Tensor: # (k,)
     ks = torch.arange(o.shape[ch], device=o.device)
     return torch.cat([run(_ablated(o, ks[i:i + bs], ch), once) for i in range(0, len(ks), bs)])
 
-def _ablationcam(model, x, target, layer, bs=32, layout=None):
+def _ablationcam(model, x, target, layer, bs=32, layout=None, eigen_smooth=False):
     "AblationCAM maps and the model's outputs: each channel weighed by the relative drop of the target score when it is ablated"
     model = unwrap(model)
     x = _batch(model, x); m = get_layer(model, layer, x)
@@ -504,9 +524,46 @@ def _ablationcam(model, x, target, layer, bs=32, layout=None):
                             for i in range(len(x))])                         # bs×k
     act = _to_map(o, lay)
     w = (y[:, None] - drop) / y[:, None].abs().clamp(min=torch.finfo(y.dtype).tiny)   # the relative drop: |y|, so a negative score keeps its sign
-    return torch.einsum('bk,bkij->bij', w.to(act), act), out   # b=batch k=channels ij=map
+    return weigh(w.to(act), act, eigen_smooth), out
 
 FORWARD.update(eigencam=_eigencam, ablationcam=_ablationcam)
+
+# %% ../nbs/01_cam.ipynb #d9caf2eb
+def _smoothgradcampp(model, x, target, layer, n:int=4, std:float=.3, layout=None, eigen_smooth=False):
+    "SmoothGrad-CAM++ maps and the model's outputs (of `x`): Grad-CAM++'s α from gradients averaged over `n` noisy copies of `x`, as torchcam computes it"
+    model = unwrap(model)
+    x = _batch(model, x)
+    act0, _, out = layer_grads(model, x, target, layer, layout)          # the clean image: its activations, its scores
+    t, noise, g2, g3 = _targets(out, target), torch.distributions.Normal(0., std), 0., 0.
+    for _ in range(n):
+        act, grad, _ = layer_grads(model, x + noise.sample(x.shape).to(x), t, layer, layout)
+        g2, g3 = g2 + grad ** 2, g3 + grad ** 3
+    g2, g3 = g2 / n, g3 / n
+    alpha = g2 / (2 * g2 + (g3 * act0).sum((2,3), keepdim=True) + 1e-8)   # bs×k×h×w
+    return weigh((alpha * grad.relu()).sum((2,3)), act, eigen_smooth), out
+
+FORWARD.update(smoothgradcampp=_smoothgradcampp)
+
+# %% ../nbs/01_cam.ipynb #5ff6d536
+def fuse_maps(maps:list, # maps of several layers, (bs, h, w) each
+              how:str='mean', # 'mean' or 'max'
+             )->Tensor: # (bs, H, W): the finest grid among `maps`
+    "Maps of several layers as one: each ReLU'd and scaled to [0, 1], upsampled to the finest, then their mean or their maximum"
+    if how not in ('mean', 'max'): raise ValueError(f"`fuse` must be 'mean' or 'max', not {how!r}")
+    H, W = max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps)
+    ups = torch.stack([upsample_maps(normalize_maps(m.float()), (H, W)) for m in maps])   # layers×bs×H×W
+    return ups.mean(0) if how == 'mean' else ups.amax(0)
+
+def aug_smooth_maps(f, # makes maps (bs, h, w) of a batch like `x`
+                    x:Tensor, # the batch (bs, channels, H, W)
+                   )->Tensor: # (bs, H, W)
+    "The mean of `f`'s maps of six copies of `x`, flipped or not and × 0.9, 1, 1.1, each ReLU'd, scaled to [0, 1], brought to the image's size and flipped back"
+    ms = []
+    for flip in (False, True):
+        for c in (.9, 1., 1.1):
+            m = upsample_maps(normalize_maps(f((x.flip(-1) if flip else x) * c).float()), x.shape[-2:])   # bs×H×W
+            ms.append(m.flip(-1) if flip else m)
+    return torch.stack(ms).mean(0)
 
 # %% ../nbs/01_cam.ipynb #3585b60b
 METHODS = ('cam', *WEIGHTS, *FORWARD)
@@ -524,23 +581,43 @@ def pick_method(model:nn.Module, # a classifier
                )->str: # one of `METHODS`
     "The method `method` stands for: 'auto' is 'cam' where the head is GAP → Linear and `layer` is what it pools, else 'gradcam'"
     if check_method(method) != 'auto': return method
+    if isinstance(layer, (list, tuple)): return 'gradcam'                  # several layers: maps scaled alike, CAM's is Grad-CAM's
     t = trace(model, x)
     return 'cam' if not t.cam and (layer is None or get_layer(model, layer, x) is t.layer) else 'gradcam'
+
+def layer_name(model:nn.Module, layer, x:Tensor=None)->str: # e.g. 'layer4', or 'layer4 + layer3' for a list
+    "The name of the module `layer` stands for, or of each, joined by ' + ', where it is a list"
+    return ' + '.join(_name_of(model, get_layer(model, l, x)) for l in (layer if isinstance(layer, (list, tuple)) else [layer]))
 
 def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear head)
                x:Tensor, # a batch of images (bs, channels, h, w)
                target=None, # None (each image's predicted class), an int, or one class per image
                method:str='auto', # 'auto' (CAM where the head allows it, else Grad-CAM) or one of `METHODS`
-               layer=None, # as in `cam_maps` / `gradcam_maps`
+               layer=None, # as in `cam_maps` / `gradcam_maps`, or a list of them: their maps fused (`fuse`)
                with_logits:bool=False, # also return the model's outputs, from the same forward pass
                layout:str=None, # the layer's layout, when the model can't tell: 'nchw', 'nhwc' or 'tokens'
+               eigen_smooth:bool=False, # the first principal component of the weighted channels, not their sum (`weigh`)
+               aug_smooth:bool=False, # the mean of the maps of six augmented copies of each image (`aug_smooth_maps`): maps at the image's size
+               fuse:str='mean', # how the maps of a list of layers become one: 'mean' or 'max' (`fuse_maps`)
               ): # (bs, h, w) maps, or (maps, logits (bs, classes)) with `with_logits`
     "One map per image of `x`, for its `target` class, by `method`"
     model = unwrap(model)
-    method = pick_method(model, _batch(model, x), method, layer)
-    if method == 'cam':
-        cams = cam_maps(model, x, layer, layout)                           # bs×c×h×w
-        logits = cams.mean((2,3)) + cam_weights(model, x)[1].to(cams)    # the CAM identity gives the logits
-        maps = cams[torch.arange(len(cams), device=cams.device), _targets(logits, target)]
-    else: maps, logits = _grad_maps(model, x, target, layer, method, layout)
+    if isinstance(layer, (list, tuple)):
+        if not layer: raise ValueError('`layer` is an empty list: give a layer, or a list of several to fuse their maps')
+        method = pick_method(model, _batch(model, x), method, layer)
+        res = [class_maps(model, x, target, method, l, True, layout, eigen_smooth, aug_smooth) for l in layer]
+        maps, logits = fuse_maps([m for m, _ in res], fuse), res[0][1]
+    elif aug_smooth:
+        x = _batch(model, x)
+        with as_found(model), torch.no_grad(): logits = model(x)
+        t = _targets(logits, target)                                       # each image's class, the same in every copy
+        maps = aug_smooth_maps(lambda xa: class_maps(model, xa, t, method, layer, layout=layout, eigen_smooth=eigen_smooth), x)
+    else:
+        method = pick_method(model, _batch(model, x), method, layer)
+        if method == 'cam':
+            cams, W, act = _cam(model, x, layer, layout)                   # bs×c×h×w
+            logits = cams.mean((2,3)) + cam_weights(model, x)[1].to(cams)    # the CAM identity gives the logits
+            t = _targets(logits, target)
+            maps = weigh(W[t], act, eigen_smooth=True) if eigen_smooth else cams[torch.arange(len(cams), device=cams.device), t]
+        else: maps, logits = _grad_maps(model, x, target, layer, method, layout, eigen_smooth)
     return (maps, logits) if with_logits else maps

@@ -37,8 +37,8 @@ def demo(out:str='fastcam_demo', # folder for the report (index.html), the top-l
 def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled: load only files you trust
             *images:str, # image files and folders (searched recursively)
             out:str='fastcam_explain', # folder for the gallery (index.html), the overlays, the raw maps and index.csv (one row per map: a multi-label learner's image has one per label it predicts)
-            method:str='auto', # how the maps are made: auto (cam where the head allows it, else gradcam; index.csv says which), cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam or ablationcam
-            layer:str=None, # default: the layer the head pools; or an int into the body (-2) or a dotted name (0.6)
+            method:str='auto', # how the maps are made: auto (cam where the head allows it, else gradcam; index.csv says which), cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam, ablationcam or smoothgradcampp
+            layer:str=None, # default: the layer the head pools; or an int into the body (-2), a dotted name (0.6), or several joined by commas (-1,-2), their maps fused
             target:str='predicted', # the class each map is for: predicted (multi-label: each label above the loss's threshold), or a class of the learner's vocab (name or index)
             bs:int=16, # images per batch
             force:bool=False, # recompute the images an earlier run into `out` has done

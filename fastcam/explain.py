@@ -147,12 +147,19 @@ def _chosen(learn, x, method, m)->str:
     except ValueError: why = 'the head is not GAP → Linear'
     return f'{m} (auto: {why})'
 
+def _layer(layer):
+    "`--layer` as the library takes it: None, an int, a dotted name, or a list of those where commas join several"
+    if not isinstance(layer, str): return layer
+    parts = [int(o) if re.fullmatch(r'-?\d+', o) else o for o in map(str.strip, layer.split(','))]
+    return parts if len(parts) > 1 else parts[0]
+
 def _options(learn, method, layer, target):
     "Check the options against the learner, on a blank image: the method `method` stands for and its name in the summary, the layer and the target class as the library takes them"
     if method != 'auto' and method not in METHODS: raise CliError(f"unknown --method {method!r}: use auto or one of {', '.join(METHODS)}")
-    lyr = int(layer) if isinstance(layer, str) and re.fullmatch(r'-?\d+', layer) else layer
+    lyr = _layer(layer)
     x = _inputs(learn, [Image.new('RGB', (64, 64))])                                # a blank image, as the model sees it
-    try: get_layer(learn.model, lyr, x)
+    try:
+        for l in lyr if isinstance(lyr, list) else [lyr]: get_layer(learn.model, l, x)
     except (ValueError, TypeError) as e: raise CliError(f'--layer: {e}') from None
     m = pick_method(learn.model, x, method, lyr)
     if method == 'cam':
@@ -206,8 +213,8 @@ def _load(fn)->Learner:
 def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (it is unpickled: load only files you trust)
                    *images:str, # image files and folders (searched recursively)
                    out:str='fastcam_explain', # folder for the gallery (index.html), the overlays, the raw maps and index.csv (one row per map: a multi-label learner's image has one per label it predicts)
-                   method:str='auto', # how the maps are made: auto (cam where the head allows it, else gradcam; index.csv says which), cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam or ablationcam
-                   layer:str=None, # default: the layer the head pools; or an int into the body (-2) or a dotted name (0.6)
+                   method:str='auto', # how the maps are made: auto (cam where the head allows it, else gradcam; index.csv says which), cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam, ablationcam or smoothgradcampp
+                   layer:str=None, # default: the layer the head pools; or an int into the body (-2), a dotted name (0.6), or several joined by commas (-1,-2), their maps fused
                    target:str='predicted', # the class each map is for: predicted (multi-label: each label above the loss's threshold), or a class of the learner's vocab (name or index)
                    bs:int=16, # images per batch
                    force:bool=False, # recompute the images an earlier run into `out` has done

@@ -14,7 +14,7 @@ from torch import nn
 from scipy import ndimage, stats
 from torchvision.transforms.functional import gaussian_blur
 from fastprogress.fastprogress import progress_bar
-from .cam import METHODS, body_and_head, class_maps, get_layer, as_found, trace, _batch, _name_of, _targets
+from .cam import METHODS, body_and_head, class_maps, get_layer, layer_name, as_found, trace, _batch, _name_of, _targets
 from .vis import upsample_maps, normalize_maps
 from .data import pets_boxes
 
@@ -173,7 +173,7 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
     for m in methods:
         mp = torch.cat(maps[m])
         iou = box_iou(cam_boxes(mp, size, thresh), boxes)
-        rows.append(dict(method=m, layer=_name_of(learn.model, get_layer(learn.model, None if m == 'cam' else layer, x0)), map=f'{mp.shape[1]}×{mp.shape[2]}',
+        rows.append(dict(method=m, layer=layer_name(learn.model, None if m == 'cam' else layer, x0), map=f'{mp.shape[1]}×{mp.shape[2]}',
                          pointing_game=pointing_game(mp, boxes, size).float().mean().item(), mean_iou=iou.mean().item(),
                          iou_50=(iou >= .5).float().mean().item()))
     iou = box_iou(_centre_boxes(boxes, size), boxes)

@@ -56,7 +56,7 @@ def test_command_end_to_end(exported, tmp_path):
 @pytest.mark.parametrize('args, message', [
     (('nope.pkl', 'imgs'), "fastcam explain: no learner file 'nope.pkl'"),
     (('model.pkl', 'empty'), 'fastcam explain: no image files in empty: give image files or folders that hold some'),
-    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown --method 'lime': use auto or one of cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam, ablationcam"),
+    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown --method 'lime': use auto or one of cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam, ablationcam, smoothgradcampp"),
     (('model.pkl', 'imgs', '--method', 'gradcam', '--layer', '12'), 'fastcam explain: --layer: `layer` 12 is out of range: the body has 7 groups'),
     (('model.pkl', 'imgs', '--target', 'dog'), "fastcam explain: unknown --target 'dog': use 'predicted', a class of ['False', 'True'] or its index"),
     (('pets/boxes.csv', 'imgs'), "fastcam explain: cannot load the learner 'pets/boxes.csv'"),
@@ -205,7 +205,7 @@ def test_multi_label_one_map_per_label(multi, tmp_path):
     assert idx.overlay.is_unique and idx.map_file.is_unique and len({o.lower() for o in idx.overlay}) == 16
     safe = dict(zip(vocab, ex._file_labels(vocab)))
     assert idx.overlay.tolist() == [f'{Path(f).name}.{safe[l]}.cam.png' for f, l in zip(idx.file, idx.label)]
-    assert sorted(o.name for o in tmp_path.iterdir()) == sorted([*idx.overlay, *idx.map_file, 'index.csv'])
+    assert sorted(o.name for o in tmp_path.iterdir()) == sorted([*idx.overlay, *idx.map_file, 'index.csv', 'index.html'])
     ref = class_maps(learn.model, x[i], c)                               # each row's map, made alone for its label
     torch.testing.assert_close(saved_maps(tmp_path, idx), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
     done = {f: (tmp_path/f).stat().st_mtime_ns for f in idx.overlay}
@@ -224,3 +224,17 @@ def test_multi_label_target_and_no_label(multi, tmp_path):
     assert len(n) == 8 and (n.predicted == '').all() and (n.label == [learn.dls.vocab[c] for c in probs.argmax(1)]).all()
     assert (n.reason == 'no label above the threshold 0.999: the map of its most probable label').all() and (n.status == 'ok').all()
     torch.testing.assert_close(saved_maps(tmp_path/'n', n), ref := class_maps(learn.model, x), rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+def test_multi_label_top_losses_as_get_preds(multi):
+    "TopLossCAM on a multi-label learner: fastai's losses (averaged over the labels), a map for each label an item has or is predicted to have"
+    d, learn, files, x, probs = multi
+    thresh = learn.loss_func.thresh
+    try:
+        learn.loss_func.thresh = 0.5
+        with learn.no_bar(), learn.no_logging(): p, y, l = learn.get_preds(with_loss=True)
+        res = learn.top_losses_cam(len(y))
+    finally: learn.loss_func.thresh = thresh
+    torch.testing.assert_close(res.losses, l.sort(descending=True).values)
+    for r, i in enumerate(res.idxs.tolist()):
+        want = set(((y[i] > 0) | (p[i] > 0.5)).nonzero()[:, 0].tolist()) or {int(p[i].argmax())}
+        assert {c for it, c in zip(res.map_item.tolist(), res.map_class.tolist()) if it == r} == want

@@ -115,6 +115,10 @@ def test_every_method_on_tokens():
             lyr = None if method == 'cam' else layer                          # CAM: the layer the head pools
             with torch.no_grad(): maps = class_maps(model, x, [0, 1, 2], method, lyr)
             assert maps.shape == (3, 4, 4)
+            if method == 'smoothgradcampp':                                   # noise on the input: the same noise, the same maps
+                torch.manual_seed(1); a = class_maps(model, x, [0, 1, 2], method, lyr)
+                torch.manual_seed(1); assert torch.equal(a, class_maps(model, x, [0, 1, 2], method, lyr))
+                continue
             one = torch.cat([class_maps(model, x[i:i+1], [i], method, lyr) for i in range(3)])
             torch.testing.assert_close(maps, one, rtol=1e-9, atol=1e-12)
         assert ([m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]) == before
