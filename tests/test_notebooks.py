@@ -6,7 +6,7 @@ import pytest
 
 root = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((root/'nbs').glob('[!_.]*.ipynb')) + sorted((root/'nbs'/'course').glob('[!_.]*.ipynb'))
-SHOW_MAPS = {'02_vis', '03_data', '05_callback', '06_metrics', '01_cam_and_hooks', '02_questionnaire', '03_keepdim'}
+SHOW_MAPS = {'index', '02_vis', '03_data', '05_callback', '06_metrics', '01_cam_and_hooks', '02_questionnaire', '03_keepdim'}
 SHOW_HTML = {'07_explain', '08_text', '04_text_cam'}      # tables, and the words of a text highlighted by their maps
 
 def outputs(fn): return [(c, o) for c in json.loads(fn.read_text())['cells'] if c['cell_type'] == 'code' for o in c['outputs']]
@@ -14,7 +14,7 @@ def outputs(fn): return [(c, o) for c in json.loads(fn.read_text())['cells'] if 
 @pytest.mark.parametrize('fn', NOTEBOOKS, ids=lambda f: f.stem)
 def test_saved_with_outputs(fn):
     outs = [o for c, o in outputs(fn)]
-    assert outs or fn.stem in ('04_learner', 'index'), f'{fn.name} has no outputs: run `make notebooks`'
+    assert outs, f'{fn.name} has no outputs: run `make notebooks`'
     assert [o for o in outs if o['output_type'] == 'error'] == [], f'{fn.name} has an error output'
     html = [''.join(o.get('data', {}).get('text/html', '')) for o in outs]
     assert not any('<progress' in h or h.lstrip().startswith('<style>') for h in html), f'{fn.name} has a progress bar: run `make notebooks`'

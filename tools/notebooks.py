@@ -1,7 +1,7 @@
 """Run every notebook of nbs/ and save it with its outputs: `make notebooks`.
 
 Each notebook runs in a fresh process (two at a time, one torch thread each, as `make test` runs them), seeded, on the
-bundled data, with the cells nbdev-test runs. What is saved is what a reader should see: figures as 72-dpi PNGs in 256
+bundled data, with the cells nbdev-test runs (and, in nbs/index.ipynb, the `#| slow` session whose figure readers look for). What is saved is what a reader should see: figures as 72-dpi PNGs in 256
 colours, fastai's epoch table without its progress bars, no progress bars of `get_preds`, and no error output (the run
 stops at the first one; what a cell writes to stderr, such as a warning shown on purpose, is kept and listed). The notebooks are then cleaned by nbdev-clean, which keeps the outputs.
 """
@@ -63,7 +63,8 @@ def run_one(fn:Path):
             self.run(PREAMBLE)
             if self.exc: raise self.exc
     nt.CaptureShell = Shell
-    ok, secs = nt.test_nb(fn, skip_flags=nt.get_config().tst_flags, save=True)
+    force = ['slow'] if fn.name == 'index.ipynb' else None                   # the README's session: its figure is worth the 2 minutes
+    ok, secs = nt.test_nb(fn, skip_flags=nt.get_config().tst_flags, force_flags=force, save=True)
     if not ok: sys.exit(f'{fn.relative_to(root)}: a cell failed (above); nothing saved')
     nb = json.loads(fn.read_text())
     for c in nb['cells']:
