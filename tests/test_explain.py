@@ -13,6 +13,7 @@ from fastai.torch_core import set_seed
 from fastcam.data import pets_dls
 from fastcam.learner import cam_learner
 from fastcam.cam import class_maps, gradcam_maps
+from fastcam.callback import TopLosses
 import fastcam.cli as cli
 import fastcam.explain as ex
 
@@ -233,6 +234,7 @@ def test_multi_label_top_losses_as_get_preds(multi):
         learn.loss_func.thresh = 0.5
         with learn.no_bar(), learn.no_logging(): p, y, l = learn.get_preds(with_loss=True)
         res = learn.top_losses_cam(len(y))
+        assert isinstance(res, TopLosses) and res.multi_label
     finally: learn.loss_func.thresh = thresh
     torch.testing.assert_close(res.losses, l.sort(descending=True).values)
     for r, i in enumerate(res.idxs.tolist()):
