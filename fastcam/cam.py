@@ -533,7 +533,9 @@ def _smoothgradcampp(model, x, target, layer, n:int=4, std:float=.3, layout=None
     "SmoothGrad-CAM++ maps and the model's outputs (of `x`): Grad-CAM++'s α from gradients averaged over `n` noisy copies of `x`, as torchcam computes it"
     model = unwrap(model)
     x = _batch(model, x)
-    act0, _, out = layer_grads(model, x, target, layer, layout)          # the clean image: its activations, its scores
+    m = get_layer(model, layer, x)
+    with as_found(model), torch.no_grad(), Hook(m) as hook: out = model(x)   # the clean image: its activations, its scores (no gradient)
+    act0 = _to_map(hook.stored, _layout_of(model, m, hook.stored, x, layout))
     t, noise, g2, g3 = _targets(out, target), torch.distributions.Normal(0., std), 0., 0.
     for _ in range(n):
         act, grad, _ = layer_grads(model, x + noise.sample(x.shape).to(x), t, layer, layout)
