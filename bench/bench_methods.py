@@ -9,6 +9,7 @@ from contextlib import redirect_stderr
 warnings.filterwarnings('ignore')
 import torch
 from bench_gradcam import setup, time_all, rss_mb, peak_mb, reset_peak
+from fastcam.learner import _native_bf16
 
 PGC = {'gradcam': 'GradCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM', 'hirescam': 'HiResCAM',
        'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM', 'gradcamelementwise': 'GradCAMElementWise', 'eigencam': 'EigenCAM',
@@ -19,7 +20,8 @@ TORCHCAM = {'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgradcam': 'XGradCA
 
 def fastcam(method, model, x, target):
     from fastcam.cam import gradcam_maps
-    return gradcam_maps(model, x, target=target, layer='layer4', method=method)
+    bf16 = method.endswith('+bf16')                                     # 'scorecam+bf16': its opt-in bfloat16 passes
+    return gradcam_maps(model, x, target=target, layer='layer4', method=method.removesuffix('+bf16'), bf16=bf16)
 
 def pytorch_grad_cam(method, model, x, target):
     import pytorch_grad_cam as pgc
@@ -66,6 +68,10 @@ def speed_and_memory(bs, reps):
         res = {l: measure(l, method, sb) for l in libs}
         print(f'{method:10s} ' + '  '.join(f"{l} {r['seconds']:.1f} s ({r['seconds'] / res['fastcam']['seconds']:.2f}x), {r['peak']:.0f} MB"
                                            for l, r in res.items()) + f'   (batch {sb}: {sb * 512} forward passes, one call each)')
+        if method == 'scorecam':
+            r = measure('fastcam', 'scorecam+bf16', sb)
+            print(f"{'':10s} fastcam bf16=True {r['seconds']:.1f} s ({r['seconds'] / res['fastcam']['seconds']:.2f}x), {r['peak']:.0f} MB"
+                  f"   (bfloat16 autocast, opt-in; native bfloat16 on this CPU: {_native_bf16()})")
     print(f"           pytorch-grad-cam's Score-CAM builds all masked inputs at once: {32 * 512 * 3 * 224 * 224 * 4 / 2**30:.1f} GB at batch 32")
 
 def localisation(n, epochs):
@@ -90,9 +96,11 @@ def main():
     p.add_argument('--quick', action='store_true', help='batch 8, one repetition, no localisation table')
     p.add_argument('--reps', type=int, default=3)
     p.add_argument('--n', type=int, default=200, help='validation images in the localisation table')
+    p.add_argument('--table', action='store_true', help='only the localisation table')
     p.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child: return child(a.child[0], a.child[1], int(a.child[2]))
+    if a.table: return localisation(a.n, 4)
     speed_and_memory(8 if a.quick else 32, 1 if a.quick else a.reps)
     if not a.quick: localisation(a.n, 4)
 

@@ -17,7 +17,7 @@ from fastcore.basics import store_attr, patch, ifnone, noop
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import TensorImage, display_df, get_random_states, set_random_states
-from .cam import class_maps, get_layer, check_method, pick_method, trace, layer_name, METHODS, _name_of
+from .cam import class_maps, get_layer, check_method, pick_method, trace, layer_name, METHODS, _name_of, _opts
 from .vis import show_maps, overlay
 
 # %% auto #0
@@ -40,8 +40,8 @@ def class_names(vocab, # the classes, as `dls.vocab`
 class TopLosses:
     "The `k` highest-loss validation items and their maps: positions, items, classes, probabilities, losses, images; maps of (item, class)"
     def __init__(self, idxs, items, actual, predicted, probs, losses, maps, imgs, vocab, method='cam', layer=None,
-                 map_item=None, map_class=None, layer_name=None, asked=None, why=''):
-        store_attr()
+                 map_item=None, map_class=None, layer_name=None, asked=None, why='', opts=None):
+        store_attr(); self.opts = dict(ifnone(opts, {}))
         if map_item is None: self.map_item = torch.arange(len(maps))                  # one map per item, of its prediction
         if map_class is None: self.map_class = predicted.long()
         if asked is None: self.asked = (method, layer)
@@ -87,7 +87,8 @@ class TopLosses:
                     gradcamelementwise='Grad-CAM element-wise', eigencam='EigenCAM', eigengradcam='EigenGradCAM', ablationcam='AblationCAM',
                     smoothgradcampp='SmoothGrad-CAM++').get(self.method, self.method.replace('gradcam', 'Grad-CAM'))
         why = f" (auto: {self.why})" if self.asked[0] == 'auto' and self.method != 'cam' and self.why else ''
-        return f"{name} at {self.layer_name or self.layer or 'the default layer'}{why}"
+        opts = ''.join(f', {k}' if v is True else f', {k}={v!r}' for k, v in self.opts.items())   # e.g. ', aug_smooth'
+        return f"{name} at {self.layer_name or self.layer or 'the default layer'}{opts}{why}"
 
 # %% ../nbs/05_callback.ipynb #1d313aee
 def _safe(s): return re.sub(r'[^\w.-]+', '_', str(s))
@@ -114,7 +115,7 @@ def save(self:TopLosses, path)->Path: # the folder written
         cols = dict(idxs=self.idxs, actual=self.actual, predicted=self.predicted, probs=self.probs, losses=self.losses,
                     maps=self.maps, imgs=self.imgs, map_item=self.map_item, map_class=self.map_class)
         meta = dict(method=self.method, asked=[self.asked[0], self.asked[1] if self.asked[1] is None else str(self.asked[1])],
-                    layer=self.layer if self.layer is None else str(self.layer), layer_name=self.layer_name, why=self.why)
+                    layer=self.layer if self.layer is None else str(self.layer), layer_name=self.layer_name, why=self.why, opts=self.opts)
         torch.save(dict(items=[str(o) for o in self.items], vocab=[str(v) for v in self.vocab], **meta,
                         **{k: v.cpu() for k, v in cols.items()}), tmp/'maps.pt')
         rows = self._rows()
@@ -136,7 +137,7 @@ def load_cams(path)->TopLosses:
     d = torch.load(path/'maps.pt', weights_only=True)
     return TopLosses(d['idxs'], d['items'], d['actual'], d['predicted'], d['probs'], d['losses'], d['maps'], d['imgs'],
                      d['vocab'], d['method'], d['layer'], d.get('map_item'), d.get('map_class'), d.get('layer_name'),
-                     tuple(d['asked']) if 'asked' in d else None, d.get('why', ''))
+                     tuple(d['asked']) if 'asked' in d else None, d.get('why', ''), d.get('opts'))
 
 # %% ../nbs/05_callback.ipynb #37aac558
 @contextmanager
@@ -176,11 +177,16 @@ class TopLossCAM(Callback):
                  layer=None, # the layer the maps are made of (None: the last feature map before the head)
                  target:str='predicted', # the class of each map: 'predicted' or 'actual' (multi-label: see `_top_losses`)
                  fname:str='cams', # folder for the saved maps, relative to `learn.path`; None: don't save
+                 eigen_smooth:bool=False, # the first principal component of the weighted channels (`class_maps`)
+                 aug_smooth:bool=False, # the mean of the maps of six augmented copies of each image
+                 fuse:str='mean', # how the maps of a list of layers become one: 'mean' or 'max'
+                 bf16:bool=False, # Score-CAM's passes in bfloat16 autocast
                 ):
         check_method(method)
         if target not in ('predicted', 'actual'): raise ValueError(f"`target` must be 'predicted' or 'actual', not {target!r}")
         if k < 1: raise ValueError(f"`k` must be at least 1, not {k}")
-        store_attr(); self.result, self.fitting, self.collect, self.done = None, False, False, None
+        self.opts = _opts(eigen_smooth, aug_smooth, fuse, bf16)
+        store_attr('k,method,layer,target,fname'); self.result, self.fitting, self.collect, self.done = None, False, False, None
 
     def before_fit(self):                                              # fastai calls it around `validate` too
         self.fitting, self.done = False, None
@@ -190,7 +196,7 @@ class TopLossCAM(Callback):
             raise ValueError(f"`TopLossCAM` needs a classifier (one class per item, or multi-label targets with a `thresh`), not targets "
                              f"of {tuple(yb.shape)} {yb.dtype}: for a regression model, make maps of chosen images with `gradcam_maps`")
         x = _as_plain(xb)[:1]
-        with _rng_kept(): class_maps(self.learn.model, x, None, self.method, self.layer)   # the maps of one image, thrown away
+        with _rng_kept(): class_maps(self.learn.model, x, None, self.method, self.layer, **self.opts)   # the maps of one image, thrown away
     def before_train(self): self.fitting = not hasattr(self.learn, 'lr_finder')   # a fit that trains, and is no `lr_find`
 
     def before_validate(self):
@@ -221,7 +227,7 @@ class TopLossCAM(Callback):
         self.fitting = False
         if self.done is None: return
         first = not self.share or dist.get_rank() == 0                  # distributed: the first process makes the maps and saves them
-        if first: self.result = _top_losses(self.learn, _local(self.dl or self.learn.dls.valid), self.done, self.method, self.layer, self.target)
+        if first: self.result = _top_losses(self.learn, _local(self.dl or self.learn.dls.valid), self.done, self.method, self.layer, self.target, self.opts)
         if first and self.fname is not None: self.result.save(self.learn.path/self.fname)
         if self.share:                                                  # ... and gives them to the others
             o = [self.result]; dist.broadcast_object_list(o, 0); self.result = o[0]
@@ -235,7 +241,7 @@ def _item(items, i):
     o = getattr(items, 'iloc', items)[i]
     return o.iloc[0] if hasattr(o, 'iloc') else o
 
-def _top_losses(learn, dl, top, method, layer, target)->TopLosses:
+def _top_losses(learn, dl, top, method, layer, target, opts=None)->TopLosses:
     "A `TopLosses` for the items of `dl` in `top` (idxs, losses, x, actual, probs): maps by `method`, decoded images"
     top = {k: _as_plain(v) for k, v in top.items()}
     x, probs, actual = top['x'], top['probs'], top['actual']
@@ -250,7 +256,7 @@ def _top_losses(learn, dl, top, method, layer, target)->TopLosses:
         predicted = probs.argmax(1)
         item, cls = torch.arange(len(x)), predicted if target == 'predicted' else actual
         p_item = probs.gather(1, predicted[:, None])[:, 0]
-    maps = class_maps(learn.model, x[item.to(x.device)], cls.to(x.device), used, layer).detach().cpu()
+    maps = class_maps(learn.model, x[item.to(x.device)], cls.to(x.device), used, layer, **ifnone(opts, {})).detach().cpu()
     imgs = dl.decode((TensorImage(x),))[0]
     imgs = (imgs if imgs.max() > 1 else imgs * 255).round().clamp(0, 255).byte().cpu().as_subclass(Tensor)
     items = getattr(dl, 'items', None)
@@ -258,7 +264,7 @@ def _top_losses(learn, dl, top, method, layer, target)->TopLosses:
     why = ('' if used == method else 'the maps of several layers are fused' if isinstance(layer, (list, tuple))
            else "the head can't give CAM" if trace(learn.model, x).cam else "CAM is only at the layer the head pools")
     return TopLosses(top['idxs'], items, actual, predicted, p_item, top['losses'], maps, imgs, learn.dls.vocab, used, layer,
-                     item, cls, layer_name(learn.model, layer, x), (method, layer), why)
+                     item, cls, layer_name(learn.model, layer, x), (method, layer), why, opts)
 
 # %% ../nbs/05_callback.ipynb #dadadbb9
 @patch
@@ -268,9 +274,10 @@ def top_losses_cam(self:Learner,
                    layer=None, # the layer the maps are made of
                    target:str='predicted', # the class each map is of: 'predicted' or 'actual'
                    dl=None, # default: the validation set
+                   **kwargs, # options of `class_maps`: `eigen_smooth`, `aug_smooth`, `fuse`, `bf16`
                   )->TopLosses:
     "The `k` highest-loss items of `dl` with their maps, computed now (in each process's share of `dl` under distributed training)"
-    cb = _TopLossPass(k, method, layer, target, fname=None)
+    cb = _TopLossPass(k, method, layer, target, fname=None, **kwargs)
     self.get_preds(dl=ifnone(dl, self.dls.valid).new(shuffle=False, drop_last=False), cbs=cb)   # as `get_preds`: loggers and trackers stay out
     return cb.result
 
@@ -285,12 +292,13 @@ def show_cam(self:Learner,
              layer=None, # default the callback's layer
              ncols:int=3, figsize=None,
              labels=None, # names to show for the classes: a list in vocab order, or a dict (e.g. `{True: 'cat', False: 'dog'}`)
+             opts:dict=None, # options of `class_maps` (`eigen_smooth`, `aug_smooth`, `fuse`, `bf16`): default the callback's
              **kwargs)->list: # the axes
     "Show the top-loss validation images with their maps, titled 'predicted/actual / loss / probability'"
     cb = getattr(self, 'top_loss_cam', None)
     res = getattr(cb, 'result', None)
     k, method = ifnone(k, cb.k if cb else 9), ifnone(method, cb.method if cb else 'auto')
-    layer = ifnone(layer, cb.layer if cb else None)
-    if res is None or len(res) < k or (method, layer) != res.asked:
-        res = self.top_losses_cam(k, method, layer, cb.target if cb else 'predicted')
+    layer, opts = ifnone(layer, cb.layer if cb else None), ifnone(opts, cb.opts if cb else {})
+    if res is None or len(res) < k or (method, layer) != res.asked or _opts(**opts) != res.opts:
+        res = self.top_losses_cam(k, method, layer, cb.target if cb else 'predicted', **opts)
     return res.show(k, ncols=ncols, figsize=figsize, labels=labels, **kwargs)

@@ -403,8 +403,17 @@ def weigh(w:Tensor, # one weight per channel (bs, k), or per channel and cell (b
 WEIGHTS = dict(gradcam=_gradcam)   # how each gradient method weighs `act` from `act` and `grad`; the variants below add theirs
 FORWARD = {}                       # the methods with passes of their own: (model, x, target, layer, layout, eigen_smooth) -> (maps, outputs)
 
-def _grad_maps(model, x, target, layer, method, layout=None, eigen_smooth=False):
+def _bf16(method:str, bf16:bool)->bool:
+    "Whether `method` runs its passes in bfloat16: Score-CAM only (below); an error where `bf16` is asked of another"
+    if bf16 and method != 'scorecam':
+        raise ValueError(f"`bf16` is for Score-CAM's forward passes, one per channel; {method!r} " +
+                         ("weighs channels by differences of scores, which bfloat16 rounds away" if method == 'ablationcam' else
+                          "takes one or two passes in all") + ": leave `bf16` False")
+    return bf16
+
+def _grad_maps(model, x, target, layer, method, layout=None, eigen_smooth=False, bf16=False):
     "The maps and the model's outputs by `method`: the weights of one of `WEIGHTS` from `layer_grads`, or a method of `FORWARD` (no gradient)"
+    if _bf16(method, bf16): return FORWARD[method](model, x, target, layer, layout=layout, eigen_smooth=eigen_smooth, bf16=True)
     if method in FORWARD: return FORWARD[method](model, x, target, layer, layout=layout, eigen_smooth=eigen_smooth)
     if method not in WEIGHTS:
         hint = ' (CAM is `cam_maps`, or `class_maps(method=\'cam\')`)' if method == 'cam' else ''
@@ -421,11 +430,12 @@ def gradcam_maps(model:nn.Module, # any classifier
                  eigen_smooth:bool=False, # the first principal component of the weighted channels, not their sum
                  aug_smooth:bool=False, # the mean of the maps of six augmented copies (`class_maps`): maps at the image's size
                  fuse:str='mean', # how the maps of a list of layers become one: 'mean' or 'max'
+                 bf16:bool=False, # Score-CAM's forward passes (one per channel) in bfloat16 autocast: faster where the CPU computes it natively
                 )->Tensor: # (bs, h, w): raw maps, no ReLU, no upsampling (but see `aug_smooth` and lists of layers)
     "Grad-CAM maps (or a variant's) of `target` at `layer` for batch `x`, in one forward and one backward pass"
     if aug_smooth or isinstance(layer, (list, tuple)):
-        return class_maps(model, x, target, method, layer, layout=layout, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, fuse=fuse)
-    return _grad_maps(model, x, target, layer, method, layout, eigen_smooth)[0]
+        return class_maps(model, x, target, method, layer, layout=layout, eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, fuse=fuse, bf16=bf16)
+    return _grad_maps(model, x, target, layer, method, layout, eigen_smooth, bf16)[0]
 
 # %% ../nbs/01_cam.ipynb #bc4dcef9
 def _gradcampp(act, grad):
@@ -451,7 +461,7 @@ def _layercam(act, grad):
 WEIGHTS.update({'gradcam++': _gradcampp, 'xgradcam': _xgradcam, 'hirescam': _hirescam, 'layercam': _layercam})
 
 # %% ../nbs/01_cam.ipynb #6c2cf00e
-def _scorecam(model, x, target, layer, bs=32, layout=None, eigen_smooth=False):
+def _scorecam(model, x, target, layer, bs=32, layout=None, eigen_smooth=False, bf16=False):
     "Score-CAM maps and the model's outputs: each channel weighed by the softmax of the scores of the input it masks"
     model = unwrap(model)
     x = _batch(model, x); m = get_layer(model, layer, x)
@@ -459,15 +469,23 @@ def _scorecam(model, x, target, layer, bs=32, layout=None, eigen_smooth=False):
         with Hook(m) as hook: out = model(x)
         act, t = _to_map(hook.stored, _layout_of(model, m, hook.stored, x, layout)), _targets(out, target)   # act: B×K×h×w
         B, K = act.shape[:2]
-        zero = (act == 0).flatten(2).all(2).flatten()                          # channels that mask the image to black
+        def scored(xm):                                                        # the model's scores of masked images
+            with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16): return model(xm).to(act)
+        flat = (act.amax((2,3)) == act.amin((2,3))).flatten()                 # constant channels mask the image to black
         scores = act.new_empty(B * K)                                          # the score of each (image, channel)
-        if zero.any(): scores[zero] = model(torch.zeros_like(x[:1]))[0, t.repeat_interleave(K)[zero]].to(scores)
-        live = zero.logical_not().nonzero()[:, 0]                              # flat (image, channel) pairs
+        if flat.any(): scores[flat] = scored(torch.zeros_like(x[:1]))[0, t.repeat_interleave(K)[flat]]
+        live = flat.logical_not().nonzero()[:, 0]                              # flat (image, channel) pairs
+        fmt = torch.channels_last if x.ndim == 4 and x.device.type == 'cpu' else torch.contiguous_format
         for i in range(0, len(live), bs):
             n = live[i:i + bs]
             up = F.interpolate(act[n // K, n % K][:, None], x.shape[-2:], mode='bilinear', align_corners=True)
             lo, hi = up.amin((2,3), keepdim=True), up.amax((2,3), keepdim=True)
-            scores[n] = model(x[n // K] * (up - lo) / (hi - lo + 1e-8)).gather(1, t[n // K, None])[:, 0].to(scores)
+            masked = (x[n // K] * (up - lo) / (hi - lo + 1e-8)).contiguous(memory_format=fmt)
+            try: y = scored(masked)
+            except RuntimeError:                                               # a model that `view`s its input takes it contiguous only
+                if fmt == torch.contiguous_format: raise
+                fmt = torch.contiguous_format; y = scored(masked.contiguous())
+            scores[n] = y.gather(1, t[n // K, None])[:, 0]
     return weigh(scores.view(B, K).softmax(1), act, eigen_smooth), out
 
 FORWARD.update(scorecam=_scorecam)
@@ -601,25 +619,32 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
                eigen_smooth:bool=False, # the first principal component of the weighted channels, not their sum (`weigh`)
                aug_smooth:bool=False, # the mean of the maps of six augmented copies of each image (`aug_smooth_maps`): maps at the image's size
                fuse:str='mean', # how the maps of a list of layers become one: 'mean' or 'max' (`fuse_maps`)
+               bf16:bool=False, # Score-CAM's forward passes (one per channel) in bfloat16 autocast (`gradcam_maps`)
               ): # (bs, h, w) maps, or (maps, logits (bs, classes)) with `with_logits`
     "One map per image of `x`, for its `target` class, by `method`"
     model = unwrap(model)
     if isinstance(layer, (list, tuple)):
         if not layer: raise ValueError('`layer` is an empty list: give a layer, or a list of several to fuse their maps')
         method = pick_method(model, _batch(model, x), method, layer)
-        res = [class_maps(model, x, target, method, l, True, layout, eigen_smooth, aug_smooth) for l in layer]
+        res = [class_maps(model, x, target, method, l, True, layout, eigen_smooth, aug_smooth, bf16=bf16) for l in layer]
         maps, logits = fuse_maps([m for m, _ in res], fuse), res[0][1]
     elif aug_smooth:
         x = _batch(model, x)
         with as_found(model), torch.no_grad(): logits = model(x)
         t = _targets(logits, target)                                       # each image's class, the same in every copy
-        maps = aug_smooth_maps(lambda xa: class_maps(model, xa, t, method, layer, layout=layout, eigen_smooth=eigen_smooth), x)
+        maps = aug_smooth_maps(lambda xa: class_maps(model, xa, t, method, layer, layout=layout, eigen_smooth=eigen_smooth, bf16=bf16), x)
     else:
         method = pick_method(model, _batch(model, x), method, layer)
-        if method == 'cam':
+        if method == 'cam' and not _bf16(method, bf16):
             cams, W, act = _cam(model, x, layer, layout)                   # bs×c×h×w
             logits = cams.mean((2,3)) + cam_weights(model, x)[1].to(cams)    # the CAM identity gives the logits
             t = _targets(logits, target)
             maps = weigh(W[t], act, eigen_smooth=True) if eigen_smooth else cams[torch.arange(len(cams), device=cams.device), t]
-        else: maps, logits = _grad_maps(model, x, target, layer, method, layout, eigen_smooth)
+        else: maps, logits = _grad_maps(model, x, target, layer, method, layout, eigen_smooth, bf16)
     return (maps, logits) if with_logits else maps
+
+def _opts(eigen_smooth=False, aug_smooth=False, fuse='mean', bf16=False)->dict:
+    "The options of `class_maps` that differ from its defaults, checked: what callers that keep or save maps record of them"
+    if fuse not in ('mean', 'max'): raise ValueError(f"`fuse` must be 'mean' or 'max', not {fuse!r}")
+    return {k: v for k, v, d in (('eigen_smooth', eigen_smooth, False), ('aug_smooth', aug_smooth, False), ('fuse', fuse, 'mean'),
+                                 ('bf16', bf16, False)) if v != d}

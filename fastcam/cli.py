@@ -43,10 +43,15 @@ def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled:
             bs:int=16, # images per batch
             force:bool=False, # recompute the images an earlier run into `out` has done
             num_workers:int=0, # processes that decode the next images while the model runs (0: decode in this one)
+            eigen_smooth:bool=False, # each map the first principal component of the weighted channels, not their sum
+            aug_smooth:bool=False, # each map the mean of the maps of six augmented copies of the image (flips, brightness)
+            fuse:str='mean', # how the maps of several layers (--layer -1,-2) become one: mean or max
+            bf16:bool=False, # --method scorecam: its forward passes (one per channel) in bfloat16, faster where the CPU computes it natively
            ):
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     from fastcam.explain import explain_images
     return explain_images(learner, *images, out=out, method=method, layer=layer, target=target, bs=bs, force=force, num_workers=num_workers,
+                          eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, fuse=fuse, bf16=bf16,
                           distributed=True)                                      # under torchrun: each process a share
 
 # %% ../nbs/10_cli.ipynb #b266a36f

@@ -18,7 +18,7 @@ from fastcore.script import CliError
 from fastprogress.fastprogress import progress_bar
 from fastai.data.transforms import image_extensions
 from fastai.learner import Learner, load_learner
-from .cam import class_maps, cam_weights, get_layer, pick_method, METHODS
+from .cam import class_maps, cam_weights, get_layer, pick_method, METHODS, _opts
 from .vis import overlay, html_gallery
 from html import escape
 from .data import write_atomic
@@ -121,10 +121,11 @@ def _probs(learn, logits, thresh):
 def _inputs(learn, imgs): return learn.dls.test_dl(imgs, bs=len(imgs), num_workers=0).one_batch()[0]
 
 # %% ../nbs/07_explain.ipynb #bb2c3f35
-def _explain_batch(learn, x, method, layer, target)->list: # (predicted classes, [(class, probability, map)], image) per image
+def _explain_batch(learn, x, method, layer, target, kw=None)->list: # (predicted classes, [(class, probability, map)], image) per image
     "For batch `x`: each image's predicted classes, the maps to save with their class and its probability, and the image the model saw"
     thresh = _threshold(learn)
-    maps, logits = class_maps(learn.model, x, target, method, layer, with_logits=True)   # bs×h×w (top or `target` class), bs×classes
+    kw = kw or {}                                                                       # options of `class_maps`: eigen_smooth, aug_smooth, fuse, bf16
+    maps, logits = class_maps(learn.model, x, target, method, layer, with_logits=True, **kw)   # bs×h×w (top or `target` class), bs×classes
     probs, maps = _probs(learn, logits, thresh).float().cpu(), maps.cpu()
     top = probs.argmax(1).tolist()
     preds = [[c] for c in top] if thresh is None else [(p > thresh).nonzero()[:, 0].tolist() for p in probs]
@@ -132,13 +133,13 @@ def _explain_batch(learn, x, method, layer, target)->list: # (predicted classes,
     more = [(i, c) for i, p in enumerate(preds) for c in p if target is None and c not in made[i]]
     if more:                                                                             # multi-label: the other labels above the threshold
         i, c = map(list, zip(*more))
-        for i_, c_, m in zip(i, c, class_maps(learn.model, x[i], torch.tensor(c), method, layer).cpu()): made[i_][c_] = m
+        for i_, c_, m in zip(i, c, class_maps(learn.model, x[i], torch.tensor(c), method, layer, **kw).cpu()): made[i_][c_] = m
     want = [[target] if target is not None else p or [c] for p, c in zip(preds, top)]    # vocab order
     return [(p, [(c, probs[i, c].item(), made[i][c]) for c in w], img)
             for i, (p, w, img) in enumerate(zip(preds, want, learn.dls.decode((x,))[0]))]
 
 # %% ../nbs/07_explain.ipynb #c128451c
-_COLS = ['file', 'status', 'reason', 'predicted', 'label', 'probability', 'target', 'method', 'layer', 'overlay', 'map_file']
+_COLS = ['file', 'status', 'reason', 'predicted', 'label', 'probability', 'target', 'method', 'layer', 'options', 'overlay', 'map_file']
 
 def _chosen(learn, x, method, m)->str:
     "The method as the summary line names it: `m`, and why, where `auto` chose it"
@@ -153,15 +154,17 @@ def _layer(layer):
     parts = [int(o) if re.fullmatch(r'-?\d+', o) else o for o in map(str.strip, layer.split(','))]
     return parts if len(parts) > 1 else parts[0]
 
-def _options(learn, method, layer, target):
+def _options(learn, method, layer, target, kw):
     "Check the options against the learner, on a blank image: the method `method` stands for and its name in the summary, the layer and the target class as the library takes them"
     if method != 'auto' and method not in METHODS: raise CliError(f"unknown --method {method!r}: use auto or one of {', '.join(METHODS)}")
+    if kw.get('fuse', 'mean') not in ('mean', 'max'): raise CliError(f"--fuse must be mean or max, not {kw['fuse']!r}")
     lyr = _layer(layer)
     x = _inputs(learn, [Image.new('RGB', (64, 64))])                                # a blank image, as the model sees it
     try:
         for l in lyr if isinstance(lyr, list) else [lyr]: get_layer(learn.model, l, x)
     except (ValueError, TypeError) as e: raise CliError(f'--layer: {e}') from None
     m = pick_method(learn.model, x, method, lyr)
+    if kw.get('bf16') and m != 'scorecam': raise CliError(f"--bf16 is for --method scorecam (a forward pass per channel), not {m}")
     if method == 'cam':
         try: cam_weights(learn.model, x)
         except ValueError as e: raise CliError(f'--method cam: {e}') from None
@@ -170,7 +173,7 @@ def _options(learn, method, layer, target):
     elif target in vocab: t = vocab.index(target)
     elif re.fullmatch(r'\d+', target) and int(target) < len(vocab): t = int(target)
     else: raise CliError(f"unknown --target {target!r}: use 'predicted', a class of {vocab} or its index")
-    try: _explain_batch(learn, x, m, lyr, t)
+    try: _explain_batch(learn, x, m, lyr, t, kw)
     except (ValueError, TypeError) as e:
         raise CliError(f"--method {method} --layer {layer}: {e}{' (here: --method gradcam)' if m == 'cam' else ''}") from None
     return m, _chosen(learn, x, method, m), lyr, t
@@ -186,22 +189,22 @@ def _csv(f)->pd.DataFrame|None:
     try: return pd.read_csv(f, dtype=str, keep_default_na=False)
     except (FileNotFoundError, pd.errors.EmptyDataError): return None
 
-def _done(out, method, layer, target):
+def _done(out, method, layer, target, options):
     "Rows, by file, of an earlier run into `out` with the same options (as written in its index and partial indexes) whose maps are all there"
     old = [o for o in map(_csv, [out/'index.csv', *sorted(out.glob('.index.*.csv'))]) if o is not None and set(_COLS) <= set(o.columns)]
     if not old: return {}                                                           # none, or an index of another version
     old = pd.concat(old).drop_duplicates()
-    old = old[(old.method == method) & (old.layer == layer) & (old.target == target)]
+    old = old[(old.method == method) & (old.layer == layer) & (old.target == target) & (old.options == options)]
     return {f: [{**r, 'probability': float(r['probability'])} for r in rows] for f, rows in
             ((f, g.to_dict('records')) for f, g in old.groupby('file', sort=False))
             if all(r['status'] == 'ok' and (out/r['overlay']).exists() and (out/r['map_file']).exists() for r in rows)}
 
-def _explain_all(learn, imgs:dict, method, layer, target)->dict:
+def _explain_all(learn, imgs:dict, method, layer, target, kw=None)->dict:
     "`_explain_batch` over `imgs` (file: PIL image) as one batch, or one by one if the batch fails: file to result or exception"
-    try: return dict(zip(imgs, _explain_batch(learn, _inputs(learn, list(imgs.values())), method, layer, target)))
+    try: return dict(zip(imgs, _explain_batch(learn, _inputs(learn, list(imgs.values())), method, layer, target, kw)))
     except Exception as e:
         if len(imgs) == 1: return {f: e for f in imgs}
-    return {k: v for f, im in imgs.items() for k, v in _explain_all(learn, {f: im}, method, layer, target).items()}
+    return {k: v for f, im in imgs.items() for k, v in _explain_all(learn, {f: im}, method, layer, target, kw).items()}
 
 def _load(fn)->Learner:
     "The learner `learn.export()` wrote to `fn`, on the CPU"
@@ -219,13 +222,20 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
                    bs:int=16, # images per batch
                    force:bool=False, # recompute the images an earlier run into `out` has done
                    num_workers:int=0, # processes that decode the next images while the model runs (0: decode in this one)
+                   eigen_smooth:bool=False, # each map the first principal component of the weighted channels, not their sum
+                   aug_smooth:bool=False, # each map the mean of the maps of six augmented copies of the image (flips, brightness)
+                   fuse:str='mean', # how the maps of several layers (--layer -1,-2) become one: mean or max
+                   bf16:bool=False, # --method scorecam: its forward passes (one per channel) in bfloat16, faster where the CPU computes it natively
                    distributed:bool=False, # share the images between the processes `torchrun` started (as `fastcam explain` does); False: this process does all
                   )->pd.DataFrame: # index.csv: one row per map, or per file that failed or was skipped
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     learn = learner if isinstance(learner, Learner) else _load(learner)
-    m, how, lyr, t = _options(learn, method, layer, target)
+    kw = dict(eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, fuse=fuse, bf16=bf16)
+    m, how, lyr, t = _options(learn, method, layer, target, kw)
+    kw = _opts(**kw)                                                                  # those not at their defaults
     vocab, multi = [str(v) for v in learn.dls.vocab], _threshold(learn) is not None
-    opts = dict(method=m, layer='' if layer is None else str(layer), target='predicted' if t is None else vocab[t])
+    opts = dict(method=m, layer='' if layer is None else str(layer), target='predicted' if t is None else vocab[t],
+                options=','.join(k if v is True else f'{k}={v}' for k, v in kw.items()))
     out = Path(out); files, rows = _find(images, out)
     if not files: raise CliError(f"no image files in {' '.join(images) or 'the arguments'}: give image files or folders that hold some")
     (rank, world), names = _ranks() if distributed else (0, 1), _namer(files, vocab, multi)
@@ -236,7 +246,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
         def progress(new):                                                           # the index so far, rewritten as batches end
             idx = _index([{**done, **new}.get(str(f)) for f in files], rows if world == 1 else [])   # what earlier runs did too
             write_atomic(out/('index.csv' if world == 1 else f'.index.{rank}.csv'), lambda p: idx.to_csv(p, index=False))
-        new = _explain_files(learn, todo[rank::world], out, m, lyr, t, opts, names, bs, num_workers, progress)
+        new = _explain_files(learn, todo[rank::world], out, m, lyr, t, kw, opts, names, bs, num_workers, progress)
         if world > 1: new = _gathered(new)
         idx = _index([{**done, **new}.get(str(f)) for f in files], rows)              # in the order of `files`, whoever made them
         if rank == 0: write_atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
@@ -261,7 +271,7 @@ def _namer(files, vocab, multi):
     root, labels = os.path.commonpath([str(f.parent) for f in files]), _file_labels(vocab)
     return lambda f, c: f'{_out_name(f, root)}.{labels[c]}' if multi else _out_name(f, root)
 
-def _explain_files(learn, files, out, m, lyr, t, opts, names, bs, num_workers, progress)->dict: # file: its rows
+def _explain_files(learn, files, out, m, lyr, t, kw, opts, names, bs, num_workers, progress)->dict: # file: its rows
     "Explain `files` batch by batch, their maps written by a thread while the next batch runs; `progress(rows so far)` every 2 s and at the end"
     res, pending, vocab, last = {}, None, [str(v) for v in learn.dls.vocab], time.monotonic()   # pending: the batch being written
     def finish():
@@ -274,7 +284,7 @@ def _explain_files(learn, files, out, m, lyr, t, opts, names, bs, num_workers, p
             for batch in progress_bar(_reader(files, bs, num_workers), leave=False):
                 made = {str(f): [_row(f, 'failed', why, **opts)] for f, im, why in batch if im is None}
                 jobs, ok = [], {f: im for f, im, why in batch if im is not None}
-                for f, r in _explain_all(learn, ok, m, lyr, t).items():
+                for f, r in _explain_all(learn, ok, m, lyr, t, kw).items():
                     if isinstance(r, Exception): made[str(f)] = [_row(f, 'failed', _why(r), **opts)]; continue
                     preds, maps, img = r
                     note = '' if preds or t is not None else f'no label above the threshold {_threshold(learn)}: the map of its most probable label'

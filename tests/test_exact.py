@@ -1,11 +1,14 @@
 """Exact values, computed by hand, for the small functions every map passes through: hooks, upsampling and overlays,
-the pointing game, deletion curves and their area, average drop, the sanity check's order. The notebooks test them
+the pointing game, deletion curves and their area, average drop, the sanity check's order, multi-label titles,
+Score-CAM on a toy whose score is linear in its input. The notebooks test them
 where they are defined; these catch the same bugs from the pytest suite alone (`make mutants --pytest-only`)."""
 import matplotlib, numpy as np, torch
 from torch import nn
 from fastcam.hooks import Hook, HookBwd, n_hooks
 from fastcam.vis import upsample_maps, overlay
 from fastcam.metrics import pointing_game, deletion_curves, auc, confidence_change, _top_down
+from fastcam.callback import TopLosses
+from fastcam.cam import gradcam_maps
 
 def colour(v): return (np.array(matplotlib.colormaps['magma'](v)[:3]) * 255).round().astype(np.uint8)
 
@@ -71,3 +74,40 @@ def test_sanity_check_goes_from_the_output_down():
                         nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 2)))
     order = [m for _, m in _top_down(net, torch.randn(1, 3, 16, 16))]
     assert order[0] is net[1][2] and order[-1] is net[0][0]
+
+def test_multi_label_titles_say_how_each_label_stands():
+    "Labels a (actual, predicted), b (predicted only), c (actual only): right, wrong, missed"
+    t = TopLosses(torch.arange(1), ['x'], torch.tensor([[True, False, True]]), torch.tensor([[True, True, False]]),
+                  torch.tensor([[.9, .7, .2]]), torch.ones(1), torch.zeros(3, 2, 2), torch.zeros(1, 3, 8, 8, dtype=torch.uint8),
+                  ['a', 'b', 'c'], map_item=torch.zeros(3, dtype=torch.long), map_class=torch.arange(3))
+    assert t.titles() == ['Image 0: a 0.90 (right)', 'Image 0: b 0.70 (wrong)', 'Image 0: c 0.20 (missed)']
+
+class Viewing(nn.Module):
+    "Score Σ g·x of a (bs, 2, 2, 2) input, through a `view`: it takes contiguous inputs only, as some models do"
+    def __init__(self, g): super().__init__(); self.fc = nn.Linear(8, 2, bias=False); self.fc.weight.data = torch.stack([g.flatten(), -g.flatten()])
+    def forward(self, x): return self.fc(x.view(len(x), -1))
+
+def test_scorecam_by_hand():
+    "Each channel scaled to [0, 1] masks the input; its weight is the softmax over the channels of the masked scores. A channel with one zero cell is not flat, a constant one is"
+    torch.manual_seed(0)
+    g, A = torch.randn(2, 2, 2, dtype=torch.float64), torch.rand(3, 2, 2, 2, dtype=torch.float64)   # ≥ 0, as after a ReLU
+    A[0, 0, 0, 0], A[1, 1] = 0., .7                                  # a zero cell (its channel's minimum); a constant channel (its mask is 0)
+    model = nn.Sequential(nn.Identity(), Viewing(g))
+    lo, hi = A.amin((2, 3), keepdim=True), A.amax((2, 3), keepdim=True)
+    masks = torch.where(hi > lo, (A - lo) / (hi - lo + 1e-8), 0.)
+    s = torch.einsum('kij,bckij->bc', g, A[:, None] * masks[:, :, None])   # bs×channels: Σ g·(A ⊙ mask_c)
+    want = torch.einsum('bc,bcij->bij', s.softmax(1), A)
+    assert torch.allclose(gradcam_maps(model, A, 0, 0, 'scorecam'), want, atol=1e-12, rtol=0)
+
+def test_scorecam_bf16_runs_its_passes_in_bfloat16():
+    torch.manual_seed(0)
+    g, A = torch.randn(2, 2, 2), torch.rand(3, 2, 2, 2)
+    model, seen = nn.Sequential(nn.Identity(), Viewing(g)), []
+    h = model[1].fc.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        fp = gradcam_maps(model, A, 0, 0, 'scorecam')
+        assert set(seen) == {torch.float32}; seen.clear()
+        bf = gradcam_maps(model, A, 0, 0, 'scorecam', bf16=True)
+    finally: h.remove()
+    assert seen[0] == torch.float32 and set(seen[1:]) == {torch.bfloat16}   # the clean pass, then the masked ones
+    assert bf.dtype == torch.float32 and torch.allclose(bf, fp, atol=2e-2 * fp.abs().max().item(), rtol=0)

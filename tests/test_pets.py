@@ -2,7 +2,7 @@
 import warnings
 import pytest
 import torch
-from fastcam.all import pets_dls, cam_learner, resnet18, resnet34, error_rate, n_hooks, Callback, CancelFitException
+from fastcam.all import pets_dls, cam_learner, resnet18, resnet34, error_rate, n_hooks, Callback, CancelFitException, CancelValidException, set_seed
 from fastcam.callback import load_cams
 import fastcam.callback as fcb
 
@@ -33,11 +33,11 @@ def small(tmp_path):
     return cam_learner(dls, resnet18, pretrained=False), tmp_path
 
 class Interrupt(Callback):
-    "Raise `exc` on the second validation batch"
+    "Raise `exc` after validation batch `at` (the set's 24 images are 2 batches of 16)"
     order = 70
-    def __init__(self, exc): self.exc = exc
+    def __init__(self, exc, at=1): self.exc, self.at = exc, at
     def after_batch(self):
-        if not self.training and self.iter == 1: raise self.exc
+        if not self.training and self.iter == self.at: raise self.exc
 
 @pytest.mark.parametrize('exc', [KeyboardInterrupt, CancelFitException])
 def test_interrupted_validation_leaves_nothing(small, exc):
@@ -50,6 +50,28 @@ def test_interrupted_validation_leaves_nothing(small, exc):
     assert learn.top_loss_cam.result is None and not (path/'cams').exists()
     with learn.no_bar(), learn.no_logging(): learn.fit(1)           # the next fit works as usual
     assert len(load_cams(path/'cams')) == 9
+
+def test_cancelled_validation_keeps_the_last_whole_pass(small):
+    "A validation pass cut short by `CancelValidException` (the fit goes on) is not a result: the last whole pass's stays, on disk too"
+    learn, path = small
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    before = learn.top_loss_cam.result
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, cbs=Interrupt(CancelValidException, at=0))   # 16 of the 24 seen
+    assert learn.top_loss_cam.result is before
+    assert torch.equal(load_cams(path/'cams').idxs, before.idxs)
+
+def test_callback_leaves_training_as_it_would_be(tmp_path):
+    """The callback's look at a batch before training draws no random number: the same seed trains the same weights with it or
+    without (the head's dropout draws from torch's generator as it trains, so a draw before training would show)"""
+    def weights(keep):
+        set_seed(0, reproducible=True)
+        learn = cam_learner(pets_dls(n=64, size=32, path=tmp_path, bs=16, num_workers=0), resnet18, pretrained=False, path=tmp_path, ps=0.5)
+        if not keep: learn.remove_cb(learn.top_loss_cam)
+        with learn.no_bar(), learn.no_logging(): learn.fit(1)
+        assert (learn.top_loss_cam.result is not None) if keep else not hasattr(learn, 'top_loss_cam')
+        return [p.detach().clone() for p in learn.model.parameters()]
+    with_cb, without = weights(True), weights(False)
+    assert all(torch.equal(a, b) for a, b in zip(with_cb, without))
 
 def test_failed_save_keeps_the_previous_maps(small, monkeypatch):
     learn, path = small
@@ -112,3 +134,13 @@ def test_chapter_session_default_head(tmp_path):
     assert res.idxs.tolist() == losses.topk(9).indices.tolist()
     torch.testing.assert_close(res.maps, gradcam_maps(learn.model, _valid_x(learn)[res.idxs], res.predicted).cpu())
     assert n_hooks(learn.model) == 0
+
+def test_options_reach_the_maps(small):
+    "`class_maps`' options given to `top_losses_cam` make its maps, and its caption and `opts` say so"
+    from fastcam.cam import class_maps
+    learn, _ = small
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    x = _valid_x(learn)
+    with learn.no_bar(): r = learn.top_losses_cam(3, 'gradcam', -2, 'actual', eigen_smooth=True)
+    torch.testing.assert_close(r.maps, class_maps(learn.model, x[r.idxs], r.actual, 'gradcam', -2, eigen_smooth=True).cpu())
+    assert r.opts == {'eigen_smooth': True} and r.caption().endswith(', eigen_smooth')

@@ -1,7 +1,7 @@
 """Run every notebook of nbs/ and save it with its outputs: `make notebooks`.
 
 Each notebook runs in a fresh process (two at a time, one torch thread each, as `make test` runs them), seeded, on the
-bundled data, with the cells nbdev-test runs (and, in nbs/index.ipynb, the `#| slow` session whose figure readers look for). What is saved is what a reader should see: figures as 72-dpi PNGs in 256
+bundled data, with the cells nbdev-test runs (and the `#| slow` cells of the notebooks in `SLOW`: the README's session, a ViT next to a ResNet). What is saved is what a reader should see: figures as 72-dpi PNGs in 256
 colours, fastai's epoch table without its progress bars, no progress bars of `get_preds`, and no error output (the run
 stops at the first one; what a cell writes to stderr, such as a warning shown on purpose, is kept and listed). The notebooks are then cleaned by nbdev-clean, which keeps the outputs.
 """
@@ -52,6 +52,8 @@ def tidy(outputs:list)->list:
         if 'image/png' in d: d['image/png'] = _small_png(''.join(d['image/png']))
     return keep
 
+SLOW = ('index.ipynb', '01_cam.ipynb')   # their `#| slow` cells run too: the README's session (2 min), a ViT next to a ResNet (about 5)
+
 def run_one(fn:Path):
     "Run notebook `fn` as nbdev-test does (same skipped cells), after `PREAMBLE`; save it with its outputs tidied"
     import json
@@ -63,7 +65,7 @@ def run_one(fn:Path):
             self.run(PREAMBLE)
             if self.exc: raise self.exc
     nt.CaptureShell = Shell
-    force = ['slow'] if fn.name == 'index.ipynb' else None                   # the README's session: its figure is worth the 2 minutes
+    force = ['slow'] if fn.name in SLOW else None                            # figures worth their minutes, which the tests skip
     ok, secs = nt.test_nb(fn, skip_flags=nt.get_config().tst_flags, force_flags=force, save=True)
     if not ok: sys.exit(f'{fn.relative_to(root)}: a cell failed (above); nothing saved')
     nb = json.loads(fn.read_text())
