@@ -114,12 +114,17 @@ def pet_image(i:int, # the image's number
 _UMASK = os.umask(0); os.umask(_UMASK)                                      # read once: setting it is not thread-safe
 
 def write_atomic(dst, # the file to write
-                 write, # called with a temporary path beside `dst` (same suffix), which it fills
+                 write, # its bytes, or a function called with a temporary path beside `dst` (same suffix), which it fills
                 )->Path: # `dst`
-    "Write `dst` whole or not at all: `write(tmp)` on a temporary path of its own, then rename it to `dst`"
+    "Write `dst` whole or not at all: `write` (bytes, or `write(tmp)`) on a temporary path of its own, then rename it to `dst`"
     dst = Path(dst); dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f'.{dst.name}.', suffix=f'.tmp{dst.suffix}'); os.close(fd)
-    try: write(Path(tmp)); os.chmod(tmp, 0o666 & ~_UMASK); os.replace(tmp, dst)   # the mode a plain `open` gives, not mkstemp's 0600
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f'.{dst.name}.', suffix=f'.tmp{dst.suffix}')
+    try:
+        with open(fd, 'wb') as f:
+            os.fchmod(fd, 0o666 & ~_UMASK)                                  # the mode a plain `open` gives, not mkstemp's 0600
+            if isinstance(write, bytes): f.write(write)
+        if not isinstance(write, bytes): write(Path(tmp))
+        os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return dst

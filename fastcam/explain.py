@@ -6,20 +6,20 @@ Docs: https://fastcam.github.io/fastcam/explain.html.md"""
 
 # %% ../nbs/07_explain.ipynb #23968295
 from __future__ import annotations
-import os, re, time
-from concurrent.futures import ThreadPoolExecutor
+import io, os, re, time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.distributed as dist
-from torch import nn
+from torch import nn, Tensor
 from PIL import Image
 from fastcore.script import CliError
 from fastprogress.fastprogress import progress_bar
 from fastai.data.transforms import image_extensions
 from fastai.learner import Learner, load_learner
 from .cam import class_maps, cam_weights, get_layer, pick_method, METHODS, _opts
-from .vis import overlay, html_gallery
+from .vis import overlays, html_gallery
 from html import escape
 from .data import write_atomic
 
@@ -80,11 +80,40 @@ def _reader(files:list, bs:int, num_workers:int):
     "Batches of `files` as `_read` gives them, decoded ahead by `num_workers` processes"
     return torch.utils.data.DataLoader(files, batch_size=bs, num_workers=num_workers, collate_fn=_read)
 
-def _write_maps(out:Path, jobs:list, relu:bool):
-    "Write the raw map and the overlay of each (name, map, image) of `jobs` into `out`"
-    for stem, cam, img in jobs:
-        write_atomic(out/f'{stem}.cam.npy', lambda p: np.save(p, cam.numpy()))
-        write_atomic(out/f'{stem}.cam.png', lambda p: overlay(cam, img, relu=relu).save(p, format='png', compress_level=1))   # fast: 1 of 9
+def _overlaid(jobs:list, relu:bool)->list: # (name, map (array), overlay (h, w, 3) 8-bit RGB) per job
+    "The overlay of each (name, map, image) of `jobs`, drawn by `overlays` a batch at a time: all the maps and images of one size at once"
+    sizes = {}
+    for i, (_, cam, img) in enumerate(jobs): sizes.setdefault((cam.shape, img.shape), []).append(i)
+    res = [None] * len(jobs)
+    for ix in sizes.values():
+        ovl = overlays(torch.stack([jobs[i][1] for i in ix]), torch.stack([jobs[i][2] for i in ix]), relu=relu)
+        for i, o in zip(ix, ovl): res[i] = (jobs[i][0], jobs[i][1].numpy(), o)
+    return res
+
+def _npy(a)->bytes: buf = io.BytesIO(); np.save(buf, a); return buf.getvalue()
+def _png(a)->bytes: buf = io.BytesIO(); Image.fromarray(a).save(buf, format='png', compress_level=1, compress_type=2); return buf.getvalue()   # fast: zlib's level 1 of 9, Huffman codes only
+
+def _write_maps(out:Path, jobs:list):
+    "Write the raw map and the overlay of each (name, map, overlay) of `jobs` into `out`"
+    for stem, cam, ovl in jobs:
+        write_atomic(out/f'{stem}.cam.npy', _npy(cam))
+        write_atomic(out/f'{stem}.cam.png', _png(ovl))
+
+class _Here:
+    "`ThreadPoolExecutor(1)`'s `submit`, each job done at once in this thread"
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+    def submit(self, f, *args)->Future:
+        fut = Future()
+        try: fut.set_result(f(*args))
+        except Exception as e: fut.set_exception(e)                                # raised by `result()`, as from a thread
+        return fut
+
+def _writer(model:nn.Module):
+    "A thread that writes while the model runs the next batch where a core is free for it (the model on a GPU, or torch using fewer threads than this process has cores), else the writing done in turn"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    gpu = any(p.device.type != 'cpu' for p in model.parameters())
+    return ThreadPoolExecutor(1) if gpu or cores > torch.get_num_threads() else _Here()
 
 # %% ../nbs/07_explain.ipynb #5787a7b6
 def _ranks()->tuple: # (rank, world size)
@@ -118,14 +147,23 @@ def _probs(learn, logits, thresh):
     act = getattr(learn.loss_func, 'activation', None)
     return act(logits) if act is not None else logits.sigmoid() if thresh is not None else logits.softmax(1)
 
-def _inputs(learn, imgs): return learn.dls.test_dl(imgs, bs=len(imgs), num_workers=0).one_batch()[0]
+def _inputs(learn, imgs, fmt=torch.contiguous_format):
+    "`imgs` (PIL images) as the model sees them, through the learner's own transforms, in memory format `fmt`"
+    return learn.dls.test_dl(imgs, bs=len(imgs), num_workers=0).one_batch()[0].contiguous(memory_format=fmt)
+
+def _fastest(learn, x, *args)->torch.memory_format:
+    "How batches go to the model: channels-last on the CPU, where oneDNN's convolutions run faster on it, unless the model refuses it (one that `view`s its input)"
+    if x.ndim != 4 or x.device.type != 'cpu': return torch.contiguous_format
+    try: _explain_batch(learn, x.contiguous(memory_format=torch.channels_last), *args)
+    except Exception: return torch.contiguous_format
+    return torch.channels_last
 
 # %% ../nbs/07_explain.ipynb #bb2c3f35
 def _explain_batch(learn, x, method, layer, target, kw=None)->list: # (predicted classes, [(class, probability, map)], image) per image
     "For batch `x`: each image's predicted classes, the maps to save with their class and its probability, and the image the model saw"
     thresh = _threshold(learn)
-    kw = kw or {}                                                                       # options of `class_maps`: eigen_smooth, aug_smooth, fuse, bf16
-    maps, logits = class_maps(learn.model, x, target, method, layer, with_logits=True, **kw)   # bs×h×w (top or `target` class), bs×classes
+    kw, xm = kw or {}, x.as_subclass(Tensor)                                           # class_maps's options; the batch without fastai's type, whose dispatch slows every op
+    maps, logits = class_maps(learn.model, xm, target, method, layer, with_logits=True, **kw)   # bs×h×w (top or `target` class), bs×classes
     probs, maps = _probs(learn, logits, thresh).float().cpu(), maps.cpu()
     top = probs.argmax(1).tolist()
     preds = [[c] for c in top] if thresh is None else [(p > thresh).nonzero()[:, 0].tolist() for p in probs]
@@ -133,10 +171,10 @@ def _explain_batch(learn, x, method, layer, target, kw=None)->list: # (predicted
     more = [(i, c) for i, p in enumerate(preds) for c in p if target is None and c not in made[i]]
     if more:                                                                             # multi-label: the other labels above the threshold
         i, c = map(list, zip(*more))
-        for i_, c_, m in zip(i, c, class_maps(learn.model, x[i], torch.tensor(c), method, layer, **kw).cpu()): made[i_][c_] = m
+        for i_, c_, m in zip(i, c, class_maps(learn.model, xm[i], torch.tensor(c), method, layer, **kw).cpu()): made[i_][c_] = m
     want = [[target] if target is not None else p or [c] for p, c in zip(preds, top)]    # vocab order
     return [(p, [(c, probs[i, c].item(), made[i][c]) for c in w], img)
-            for i, (p, w, img) in enumerate(zip(preds, want, learn.dls.decode((x,))[0]))]
+            for i, (p, w, img) in enumerate(zip(preds, want, learn.dls.decode((x,))[0].as_subclass(Tensor)))]
 
 # %% ../nbs/07_explain.ipynb #c128451c
 _COLS = ['file', 'status', 'reason', 'predicted', 'label', 'probability', 'target', 'method', 'layer', 'options', 'overlay', 'map_file']
@@ -155,7 +193,7 @@ def _layer(layer):
     return parts if len(parts) > 1 else parts[0]
 
 def _options(learn, method, layer, target, kw):
-    "Check the options against the learner, on a blank image: the method `method` stands for and its name in the summary, the layer and the target class as the library takes them"
+    "Check the options against the learner, on a blank image: the method `method` stands for and its name in the summary, the layer and the target class as the library takes them, and the memory format for the model"
     if method != 'auto' and method not in METHODS: raise CliError(f"unknown --method {method!r}: use auto or one of {', '.join(METHODS)}")
     if kw.get('fuse', 'mean') not in ('mean', 'max'): raise CliError(f"--fuse must be mean or max, not {kw['fuse']!r}")
     lyr = _layer(layer)
@@ -176,7 +214,7 @@ def _options(learn, method, layer, target, kw):
     try: _explain_batch(learn, x, m, lyr, t, kw)
     except (ValueError, TypeError) as e:
         raise CliError(f"--method {method} --layer {layer}: {e}{' (here: --method gradcam)' if m == 'cam' else ''}") from None
-    return m, _chosen(learn, x, method, m), lyr, t
+    return m, _chosen(learn, x, method, m), lyr, t, _fastest(learn, x, m, lyr, t, kw)
 
 def _file_labels(vocab)->list: # one name per class
     "The classes of `vocab` as parts of file names: safe characters, and distinct, also where case is ignored"
@@ -199,12 +237,12 @@ def _done(out, method, layer, target, options):
             ((f, g.to_dict('records')) for f, g in old.groupby('file', sort=False))
             if all(r['status'] == 'ok' and (out/r['overlay']).exists() and (out/r['map_file']).exists() for r in rows)}
 
-def _explain_all(learn, imgs:dict, method, layer, target, kw=None)->dict:
-    "`_explain_batch` over `imgs` (file: PIL image) as one batch, or one by one if the batch fails: file to result or exception"
-    try: return dict(zip(imgs, _explain_batch(learn, _inputs(learn, list(imgs.values())), method, layer, target, kw)))
+def _explain_all(learn, imgs:dict, method, layer, target, kw=None, fmt=torch.contiguous_format)->dict:
+    "`_explain_batch` over `imgs` (file: PIL image) as one batch in memory format `fmt`, or one by one if the batch fails: file to result or exception"
+    try: return dict(zip(imgs, _explain_batch(learn, _inputs(learn, list(imgs.values()), fmt), method, layer, target, kw)))
     except Exception as e:
         if len(imgs) == 1: return {f: e for f in imgs}
-    return {k: v for f, im in imgs.items() for k, v in _explain_all(learn, {f: im}, method, layer, target, kw).items()}
+    return {k: v for f, im in imgs.items() for k, v in _explain_all(learn, {f: im}, method, layer, target, kw, fmt).items()}
 
 def _load(fn)->Learner:
     "The learner `learn.export()` wrote to `fn`, on the CPU"
@@ -231,7 +269,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     learn = learner if isinstance(learner, Learner) else _load(learner)
     kw = dict(eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, fuse=fuse, bf16=bf16)
-    m, how, lyr, t = _options(learn, method, layer, target, kw)
+    m, how, lyr, t, fmt = _options(learn, method, layer, target, kw)
     kw = _opts(**kw)                                                                  # those not at their defaults
     vocab, multi = [str(v) for v in learn.dls.vocab], _threshold(learn) is not None
     opts = dict(method=m, layer='' if layer is None else str(layer), target='predicted' if t is None else vocab[t],
@@ -246,7 +284,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
         def progress(new):                                                           # the index so far, rewritten as batches end
             idx = _index([{**done, **new}.get(str(f)) for f in files], rows if world == 1 else [])   # what earlier runs did too
             write_atomic(out/('index.csv' if world == 1 else f'.index.{rank}.csv'), lambda p: idx.to_csv(p, index=False))
-        new = _explain_files(learn, todo[rank::world], out, m, lyr, t, kw, opts, names, bs, num_workers, progress)
+        new = _explain_files(learn, todo[rank::world], out, m, lyr, t, kw, fmt, opts, names, bs, num_workers, progress)
         if world > 1: new = _gathered(new)
         idx = _index([{**done, **new}.get(str(f)) for f in files], rows)              # in the order of `files`, whoever made them
         if rank == 0: write_atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
@@ -271,20 +309,20 @@ def _namer(files, vocab, multi):
     root, labels = os.path.commonpath([str(f.parent) for f in files]), _file_labels(vocab)
     return lambda f, c: f'{_out_name(f, root)}.{labels[c]}' if multi else _out_name(f, root)
 
-def _explain_files(learn, files, out, m, lyr, t, kw, opts, names, bs, num_workers, progress)->dict: # file: its rows
-    "Explain `files` batch by batch, their maps written by a thread while the next batch runs; `progress(rows so far)` every 2 s and at the end"
+def _explain_files(learn, files, out, m, lyr, t, kw, fmt, opts, names, bs, num_workers, progress)->dict: # file: its rows
+    "Explain `files` batch by batch, their overlays drawn a batch at a time and written (by a thread, where a core is free for it, while the next batch runs); `progress(rows so far)` every 2 s and at the end"
     res, pending, vocab, last = {}, None, [str(v) for v in learn.dls.vocab], time.monotonic()   # pending: the batch being written
     def finish():
         nonlocal last
         if pending is None: return
         job, made = pending; job.result(); res.update(made)                        # a failed write raises here
         if time.monotonic() - last > 2: progress(res); last = time.monotonic()     # the index every 2 s, not every batch: it grows
-    with ThreadPoolExecutor(1) as pool:
+    with _writer(learn.model) as pool:
         try:
             for batch in progress_bar(_reader(files, bs, num_workers), leave=False):
                 made = {str(f): [_row(f, 'failed', why, **opts)] for f, im, why in batch if im is None}
                 jobs, ok = [], {f: im for f, im, why in batch if im is not None}
-                for f, r in _explain_all(learn, ok, m, lyr, t, kw).items():
+                for f, r in _explain_all(learn, ok, m, lyr, t, kw, fmt).items():
                     if isinstance(r, Exception): made[str(f)] = [_row(f, 'failed', _why(r), **opts)]; continue
                     preds, maps, img = r
                     note = '' if preds or t is not None else f'no label above the threshold {_threshold(learn)}: the map of its most probable label'
@@ -292,7 +330,7 @@ def _explain_files(learn, files, out, m, lyr, t, kw, opts, names, bs, num_worker
                     made[str(f)] = [_row(f, 'ok', note, predicted=';'.join(vocab[p] for p in preds), label=vocab[c], probability=round(prob, 4),
                                          **opts, overlay=f'{names(f, c)}.cam.png', map_file=f'{names(f, c)}.cam.npy') for c, prob, cam in maps]
                 finish()                                                         # the previous batch's files, then its rows
-                pending = (pool.submit(_write_maps, out, jobs, m != 'cam'), made)
+                pending = (pool.submit(_write_maps, out, _overlaid(jobs, m != 'cam')), made)
             finish()
         finally: progress(res)                                                   # what is written, also when interrupted
     return res

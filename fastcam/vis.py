@@ -6,6 +6,7 @@ Docs: https://fastcam.github.io/fastcam/vis.html.md"""
 
 # %% ../nbs/02_vis.ipynb #af3dad27
 from __future__ import annotations
+import functools
 import numpy as np, torch, torch.nn.functional as F
 import matplotlib
 import matplotlib.pyplot as plt
@@ -20,7 +21,8 @@ from urllib.parse import quote
 from .data import write_atomic
 
 # %% auto #0
-__all__ = ['normalize_maps', 'upsample_maps', 'show_map', 'show_maps', 'overlay', 'html_link', 'html_page', 'html_gallery']
+__all__ = ['normalize_maps', 'upsample_maps', 'show_map', 'show_maps', 'overlays', 'overlay', 'html_link', 'html_page',
+           'html_gallery']
 
 # %% ../nbs/02_vis.ipynb #1541229d
 def normalize_maps(maps:Tensor, # (..., h, w)
@@ -95,6 +97,33 @@ def _rgb(img)->np.ndarray:
     a = img.detach().cpu().float().permute(1, 2, 0).numpy() if isinstance(img, Tensor) else np.asarray(img, dtype=np.float32)
     return a * 255 if a.max() <= 1 else a
 
+def _rgbs(imgs)->Tensor: # (n, h, w, 3) float in [0, 255]
+    "`imgs` (a (n, 3, h, w) tensor, each image in [0, 1] or [0, 255], or a list of what `_rgb` takes, all one size) as one tensor"
+    if not (isinstance(imgs, Tensor) and imgs.ndim == 4): return torch.stack([torch.from_numpy(_rgb(o)) for o in imgs])
+    a = imgs.detach().cpu().float().permute(0, 2, 3, 1)
+    return a * torch.where(a.amax((1, 2, 3), keepdim=True) <= 1, 255., 1.)
+
+@functools.cache
+def _lut(cmap:str)->Tensor: # (N + 1, 3) in [0, 255]
+    "The colours of the colour map `cmap`, then its colour for NaN"
+    c = matplotlib.colormaps[cmap]
+    return torch.tensor(np.concatenate([c(np.arange(c.N)), c([np.nan])])[:, :3] * 255, dtype=torch.float64)
+
+def overlays(maps:Tensor, # (n, h, w)
+             imgs, # one decoded image per map: an (n, 3, H, W) tensor, or a list of PIL images, tensors or arrays of one size
+             alpha:float=0.6, cmap:str='magma',
+             align:bool=True, # each cell on its receptive-field centre
+             relu:bool=False, # drop negative evidence first
+            )->np.ndarray: # (n, H, W, 3) 8-bit RGB
+    "Each of `maps` over its image, coloured as `show_map` shows it: `overlay` for a batch"
+    im = _rgbs(imgs)
+    m = torch.as_tensor(maps).detach().float().cpu()
+    m = upsample_maps(m.relu() if relu else m, im.shape[1:3], align)
+    lut = _lut(cmap); n = len(lut) - 1
+    x = normalize_maps(m, relu=False) * n                                          # matplotlib's index: x·N, truncated, 1 → N-1
+    i = x.clamp(max=n - 1).long().where(x.isnan().logical_not(), n)
+    return (alpha * lut)[i].add_(im, alpha=1 - alpha).round_().clamp_(0, 255).to(torch.uint8).numpy()   # in float64
+
 def overlay(cam:Tensor, # one map (h, w)
             img, # the decoded image
             alpha:float=0.6, cmap:str='magma',
@@ -102,11 +131,7 @@ def overlay(cam:Tensor, # one map (h, w)
             relu:bool=False, # drop negative evidence first
            )->Image.Image: # the blend, the size of `img`
     "`cam` over `img` as a PIL image, coloured as `show_map` shows it"
-    im = _rgb(img)
-    m = torch.as_tensor(cam).detach().float().cpu()
-    m = upsample_maps((m.relu() if relu else m)[None], im.shape[:2], align)[0]
-    colour = matplotlib.colormaps[cmap](normalize_maps(m, relu=False).numpy())[..., :3] * 255
-    return Image.fromarray(((1 - alpha) * im + alpha * colour).round().clip(0, 255).astype(np.uint8))
+    return Image.fromarray(overlays(torch.as_tensor(cam)[None], [img], alpha, cmap, align, relu)[0])
 
 # %% ../nbs/02_vis.ipynb #121489fd
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#222} h1{font-size:1.4em}

@@ -5,7 +5,7 @@ where they are defined; these catch the same bugs from the pytest suite alone (`
 import matplotlib, numpy as np, torch
 from torch import nn
 from fastcam.hooks import Hook, HookBwd, n_hooks
-from fastcam.vis import upsample_maps, overlay
+from fastcam.vis import upsample_maps, overlay, overlays, normalize_maps
 from fastcam.metrics import pointing_game, deletion_curves, auc, confidence_change, _top_down
 from fastcam.callback import TopLosses
 from fastcam.cam import gradcam_maps
@@ -45,6 +45,20 @@ def test_overlay_colours_negative_evidence_and_white():
     assert (a[0, 32] == colour(2/3)).all() and (a[0, 0] == colour(0.)).all()     # scaled from -3, not clipped at 0
     assert (np.asarray(overlay(neg, img, alpha=1, relu=True))[0, 32] == colour(1/3)).all()
     assert (np.asarray(overlay(neg, torch.ones(3, 4, 4), alpha=0)) == 255).all()  # a [0, 1] image up to exactly 1 is white
+
+def test_overlays_are_matplotlibs_colours_blended_by_hand():
+    "A batch of overlays: each pixel the image and matplotlib's colour of the scaled map blended in float64, exactly; each the same as alone"
+    torch.manual_seed(0)
+    maps, imgs = torch.randn(6, 3, 4), torch.rand(6, 3, 30, 40)
+    for relu, alpha in ((False, .6), (True, .35)):
+        batch = overlays(maps, imgs, alpha=alpha, relu=relu)
+        up = normalize_maps(upsample_maps(maps.relu() if relu else maps, (30, 40)), relu=False).numpy()
+        im = (imgs.permute(0, 2, 3, 1).numpy() * 255).astype(np.float64)
+        by_hand = (1 - alpha) * im + alpha * matplotlib.colormaps['magma'](up)[..., :3] * 255
+        assert batch.dtype == np.uint8 and (batch == by_hand.round().clip(0, 255).astype(np.uint8)).all()
+        assert all((np.asarray(overlay(m, i, alpha=alpha, relu=relu)) == b).all() for m, i, b in zip(maps, imgs, batch))
+    nan = torch.tensor([[[float('nan'), 1.], [0., 2.]]])                          # a NaN cell: matplotlib's colour for it, not an error
+    assert (overlays(nan, torch.zeros(1, 3, 2, 2), alpha=1, align=False)[0, 0, 0] == 0).all()
 
 def test_pointing_game_by_hand():
     m = torch.tensor([[[0., 1.], [0., 0.]]]).repeat(3, 1, 1)          # the maximum at row 0, column 1: pixel (y 0, x 2) of 4

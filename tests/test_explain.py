@@ -1,11 +1,15 @@
 "`fastcam explain` on folders as they come: through the installed command, interrupted, on images PIL refuses, on any head, multi-label."
-import re, subprocess, sys
+import os, re, subprocess, sys
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 import numpy as np, pandas as pd, pytest, torch
+from torch import nn
 from fastai.data.block import DataBlock, MultiCategoryBlock
 from fastai.data.transforms import ColReader, RandomSplitter
 from fastai.vision.data import ImageBlock
 from fastai.vision.learner import vision_learner
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
 from pathlib import Path
 from PIL import Image
 from torchvision.models import resnet18
@@ -73,15 +77,17 @@ def test_help_warns_about_pickles():
     r = run('explain', '--help')
     assert r.returncode == 0 and 'load only files you trust' in ' '.join(r.stdout.split()) and '--force' in r.stdout
 
-def test_interrupted_run_keeps_whole_files_and_resumes(exported, tmp_path, monkeypatch):
+@pytest.mark.parametrize('writer', ['thread', 'in turn'])
+def test_interrupted_run_keeps_whole_files_and_resumes(exported, tmp_path, monkeypatch, writer):
     "A KeyboardInterrupt while writing the 7th overlay: 6 complete images indexed, nothing half-written; the next run does the rest"
     d, _ = exported
-    calls, real = [], ex.overlay
+    monkeypatch.setattr(ex, '_writer', lambda model: ThreadPoolExecutor(1) if writer == 'thread' else ex._Here())
+    calls, real = [], ex._png
     def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == 7: raise KeyboardInterrupt
         return real(*args, **kwargs)
-    monkeypatch.setattr(ex, 'overlay', flaky)
+    monkeypatch.setattr(ex, '_png', flaky)
     with pytest.raises(KeyboardInterrupt): ex.explain_images(str(d/'model.pkl'), str(d/'imgs'), out=str(tmp_path), bs=6)
     assert sorted(o.name for o in tmp_path.rglob('.*')) == []                 # no temporary files
     idx = pd.read_csv(tmp_path/'index.csv')
@@ -90,7 +96,7 @@ def test_interrupted_run_keeps_whole_files_and_resumes(exported, tmp_path, monke
     assert [p.name for p in pngs] == sorted(idx.overlay)                   # the 7th map's .npy exists, its PNG does not
     for p in pngs:
         with Image.open(p) as im: im.load()                                # each one whole
-    monkeypatch.setattr(ex, 'overlay', real)
+    monkeypatch.setattr(ex, '_png', real)
     done = {f: (tmp_path/f).stat().st_mtime_ns for f in idx.overlay}
     idx = ex.explain_images(str(d/'model.pkl'), str(d/'imgs'), out=str(tmp_path), bs=6)
     assert len(idx) == 24 and (idx.status == 'ok').all()
@@ -136,6 +142,41 @@ def test_any_method(exported, tmp_path, method):
     torch.testing.assert_close(saved, maps, rtol=1e-4, atol=1e-4 * maps.abs().max().item())
 
 def saved_maps(out, idx): return torch.stack([torch.tensor(np.load(out/f)) for f in idx.map_file])
+
+class Viewing(nn.Module):
+    "A conv, then GAP → Linear, with a `view` of its input on the way in: it takes contiguous batches only, as some hand-written models do"
+    def __init__(self): super().__init__(); self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()); self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    def forward(self, x): return self.head(self.body(x.view(len(x), -1).view(x.shape)))
+
+def test_channels_last_where_the_model_takes_it(exported, tmp_path):
+    "On the CPU the batches reach the model channels-last; a model that `view`s its input gets them contiguous, and every map as `class_maps` makes it"
+    d, learn = exported
+    files = sorted((d/'imgs').iterdir())[:5]
+    def formats(model):
+        seen = []
+        model.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+        return seen
+    seen = formats(learn.model)
+    idx = ex.explain_images(learn, *map(str, files), out=str(tmp_path/'a'), bs=5)
+    assert (idx.status == "ok").all() and seen[-1]                                # the last forward pass: the five images
+    set_seed(0, reproducible=True)
+    view = Learner(learn.dls, Viewing(), loss_func=CrossEntropyLossFlat())
+    seen = formats(view.model)
+    idx = ex.explain_images(view, *map(str, files), out=str(tmp_path/'b'), bs=5)
+    assert (idx.status == "ok").all() and (idx.method == "cam").all() and seen and not seen[-1]
+    x = learn.dls.test_dl([ex.load_rgb(f) for f in files]).one_batch()[0]
+    ref = class_maps(view.model, x)
+    torch.testing.assert_close(saved_maps(tmp_path/'b', idx), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+def test_writer_thread_only_where_a_core_is_free(monkeypatch):
+    "A writing thread where torch leaves a core free or the model is not on the CPU; else each job done at once, its error kept for `result()`"
+    cores, cpu, meta = len(os.sched_getaffinity(0)), nn.Linear(2, 2), nn.Linear(2, 2, device='meta')
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: cores)
+    assert isinstance(ex._writer(cpu), ex._Here) and isinstance(ex._writer(meta), ThreadPoolExecutor)
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: cores - 1)
+    assert isinstance(ex._writer(cpu), ThreadPoolExecutor)
+    job = ex._Here().submit(lambda a, b: a / b, 1, 0)
+    assert job.done() and isinstance(job.exception(), ZeroDivisionError) and ex._Here().submit(divmod, 7, 2).result() == (3, 1)
 
 def test_fastai_default_head_gets_gradcam(exported, tmp_path, capsys):
     "fastai's default head has no CAM: `--method auto` makes Grad-CAM maps, says so, records it; `--method cam` is one clear line"
