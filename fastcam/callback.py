@@ -226,12 +226,19 @@ class TopLossCAM(Callback):
     def after_fit(self):
         self.fitting = False
         if self.done is None: return
+        done, self.done, why = self.done, None, None
         first = not self.share or dist.get_rank() == 0                  # distributed: the first process makes the maps and saves them
-        if first: self.result = _top_losses(self.learn, _local(self.dl or self.learn.dls.valid), self.done, self.method, self.layer, self.target, self.opts)
-        if first and self.fname is not None: self.result.save(self.learn.path/self.fname)
-        if self.share:                                                  # ... and gives them to the others
-            o = [self.result]; dist.broadcast_object_list(o, 0); self.result = o[0]
-        self.done = None
+        try:
+            if first: self.result = _top_losses(self.learn, _local(self.dl or self.learn.dls.valid), done, self.method, self.layer, self.target, self.opts)
+            if first and self.fname is not None: self.result.save(self.learn.path/self.fname)
+        except Exception as e:
+            if not self.share: raise
+            err, why = e, f'{type(e).__name__}: {e}'
+        if self.share:                                                  # ... and gives them, or why it could not, to the others
+            o = [(self.result, why)]; dist.broadcast_object_list(o, 0); self.result, why = o[0]
+            if why is not None:
+                if first: raise err
+                raise RuntimeError(f'TopLossCAM: the first process could not make or save the maps ({why}); its own error says more')
 
 # %% ../nbs/05_callback.ipynb #d23809c1
 def _as_plain(x): return x.detach().as_subclass(Tensor)

@@ -131,19 +131,22 @@ def _is_gap(m):
     return (isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool1d)) and m.output_size in (1, (1,), (1, 1))
             or type(m).__name__ == 'FastAdaptiveAvgPool')
 
+def _is_avg(m)->bool: return isinstance(m, nn.modules.pooling._AvgPoolNd)   # `nn.AvgPool2d(7)`: global on a 7×7 map only, as the identity tells
+def _a(name:str)->str: return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
+
 def _affine(head)->tuple: # ((W, b), '') or (None, why not)
     "`W`, `b` such that the head computes `W @ mean_ij(features) + b`: GAP → (flatten, dropout, BatchNorm1d, Linear)*"
     W = b = None; pooled = False
     for m in head:
         if isinstance(m, _PASS): continue
-        if _is_pool(m) and not pooled and W is None:
-            if not _is_gap(m): return None, f"this head pools with {type(m).__name__}, not a global average"
+        if (_is_pool(m) or _is_avg(m)) and not pooled and W is None:
+            if not (_is_gap(m) or _is_avg(m)): return None, f"this head pools with {type(m).__name__}, not a global average"
             pooled = True; continue
         if isinstance(m, nn.Linear): A, t = m.weight, m.bias if m.bias is not None else m.weight.new_zeros(len(m.weight))
         elif isinstance(m, nn.BatchNorm1d) and m.running_var is not None:
             s = (m.running_var + m.eps).rsqrt() * (m.weight if m.affine else 1)
             A, t = torch.diag(s), (m.bias if m.affine else 0) - m.running_mean * s
-        else: return None, f"this head has a {type(m).__name__} after the pooling, which is not affine"
+        else: return None, f"this head has {_a(type(m).__name__)} after the pooling, which is not affine"
         if W is not None and A.shape[1] != W.shape[0]: return None, "the modules after the features are not one chain of affine layers"
         W, b = (A, t) if W is None else (A @ W, A @ b + t)
     if W is None: return None, "this head has no Linear layer"
@@ -635,7 +638,8 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
         maps = aug_smooth_maps(lambda xa: class_maps(model, xa, t, method, layer, layout=layout, eigen_smooth=eigen_smooth, bf16=bf16), x)
     else:
         method = pick_method(model, _batch(model, x), method, layer)
-        if method == 'cam' and not _bf16(method, bf16):
+        _bf16(method, bf16)                                                # bf16 is Score-CAM's only: a clear error for any other
+        if method == 'cam':
             cams, W, act = _cam(model, x, layer, layout)                   # bs×c×h×w
             logits = cams.mean((2,3)) + cam_weights(model, x)[1].to(cams)    # the CAM identity gives the logits
             t = _targets(logits, target)

@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py under `torch.distributed.run` (2 CPU processes, gloo): TopLossCAM during fastai's
-distributed training and `top_losses_cam` inside the context; each rank writes what it got, rank 0 the final weights.
+distributed training and `top_losses_cam` inside the context; each rank writes what it got, rank 0 the final weights;
+then a fit whose save fails in rank 0, and what each rank raised.
 Usage: python -m torch.distributed.run --nproc_per_node 2 tests/ddp_toploss.py OUT"""
 import json, os, sys
 from pathlib import Path
@@ -31,3 +32,11 @@ res = learn.top_loss_cam.result
 (out/f'rank{rank}.json').write_text(json.dumps(dict(idxs=res.idxs.tolist(), losses=res.losses.tolist(), maps=res.maps.tolist(),
     saves=saves, inside_idxs=inside.idxs.tolist(), inside_losses=inside.losses.tolist(), inside_maps=inside.maps.tolist())))
 if rank == 0: learn.save('final')                                  # for the test's run in one process
+
+def full(self, path): raise OSError('No space left on device')
+TopLosses.save = full                                              # the first process can't save: every process says so, none waits
+try:
+    with learn.distrib_ctx(sync_bn=False, cpu=True): learn.fit(1, 1e-3)
+    caught = None
+except Exception as e: caught = f'{type(e).__name__}: {e}'
+(out/f'fail{rank}.json').write_text(json.dumps(caught))

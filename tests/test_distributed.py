@@ -36,6 +36,10 @@ def test_toplosscam_two_processes_equal_one(tmp_path):
     saved, idx = load_cams(tmp_path/'cams'), pd.read_csv(tmp_path/'cams'/'index.csv')
     assert saved.idxs.tolist() == top.indices.tolist() and idx.item.tolist() == [str(dls.valid.items[i]) for i in top.indices.tolist()]
     assert len(set(saved.idxs.tolist())) == 5                                # no item twice (the padding repeats items)
+    fail = [json.loads((tmp_path/f'fail{i}.json').read_text()) for i in (0, 1)]  # the first process's save failed: each raised
+    assert fail[0].startswith('OSError: ') and fail[0].endswith('\tNo space left on device')    # as fastai words a callback's error
+    assert fail[1].startswith('RuntimeError: ') and fail[1].endswith(
+        '\tTopLossCAM: the first process could not make or save the maps (OSError: No space left on device); its own error says more')
 
 FASTCAM = Path(sys.executable).parent/'fastcam'
 

@@ -16,8 +16,23 @@ def by_hand(model, x, layer, target):
     finally: h.remove()
     return torch.einsum('bk,bkij->bij', g.mean((2, 3)), kept[-1]).detach()
 
+class HandWritten(nn.Module):
+    "A CNN as people write them by hand: its head `nn.AvgPool2d(k)` on the last map (8×8 at 64 px), or `mean` in `forward` when `k` is None"
+    def __init__(self, k=None):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.layer1 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.layer2 = nn.Sequential(nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.pool, self.fc = (nn.AvgPool2d(k) if k else None), nn.Linear(16, 10)
+    def forward(self, x):
+        f = self.layer2(self.layer1(self.stem(x)))
+        return self.fc(self.pool(f).flatten(1) if self.pool else f.mean((2, 3)))
+
 # name, constructor, default layer, layer -2, CAM exact on its own head
 ZOO = [
+    ('AvgPool2d(8) on 8x8', lambda: HandWritten(8), 'layer2', 'layer1', True),      # a global average, though not an adaptive pool
+    ('AvgPool2d(6) on 8x8', lambda: HandWritten(6), 'layer2', 'layer1', False),     # a 6×6 corner: its CAM would be wrong
+    ('mean in forward', lambda: HandWritten(), 'layer2', 'layer1', True),
     ('resnet18', lambda: tvm.resnet18(), 'layer4', 'layer3', True),
     ('densenet121', lambda: tvm.densenet121(), 'features.norm5', 'features.denseblock4', False),   # a functional ReLU before the pooling
     ('mobilenet_v3_small', lambda: tvm.mobilenet_v3_small(), 'features.12', 'features.11', False), # Linear → Hardswish → Linear
