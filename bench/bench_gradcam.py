@@ -1,6 +1,7 @@
 """Grad-CAM speed and memory on resnet34 at 224 px, measured in one run: fastcam's `gradcam_maps` against
 the lower bound (one forward + the gradient of the summed target scores w.r.t. the layer output, nothing else),
-a plain no-grad forward, and the peers (pytorch-grad-cam, torchcam, captum, each if installed).
+a plain no-grad forward, and the peers (pytorch-grad-cam, torchcam, captum, each if installed); then the maps of two
+layers fused (one pass for both, layer by layer, and pytorch-grad-cam's list of target layers).
 
 Prints ratios to the lower bound (time) and to the no-grad forward (peak memory). Run: `make bench`,
 or `python bench/bench_gradcam.py --quick` for batch 8 only. Memory is each method's peak RSS over one call in a
@@ -93,6 +94,21 @@ def memory(method, bs, layer):
     out = subprocess.run([sys.executable, __file__, '--child', method, str(bs), layer], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
+def fused(model, x, target, methods)->dict:
+    "The maps of layer4 and layer3, fused: fastcam's list of layers, fastcam layer by layer, pytorch-grad-cam's list of target layers"
+    from fastcam.cam import class_maps, gradcam_maps, fuse_maps
+    both = [model.layer4, model.layer3]
+    fs = dict(lower_bound=lambda: lower_bound(model, x, target, model.layer3),
+              fastcam=lambda: class_maps(model, x, target, 'gradcam', both),
+              fastcam_layer_by_layer=lambda: fuse_maps([gradcam_maps(model, x, target, l) for l in both]))
+    if 'pytorch_grad_cam' in methods:
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        def pgc():
+            with GradCAM(model=model, target_layers=both) as cam: return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in target])
+        fs['pytorch_grad_cam'] = pgc
+    return fs
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help='batch 8 only, fewer repetitions')
@@ -110,6 +126,12 @@ def main():
             ts = time_all({m: (lambda m=m: METHODS[m](model, x, target, lyr)) for m in methods}, reps)
             lb = ts['lower_bound']
             print(f'{layer} bs={bs:>2}  ' + '  '.join(f'{m} {t*1000:.0f} ms ({t/lb:.2f}x)' for m, t in ts.items()))
+    bs = 8
+    model, x, target = setup(bs)
+    print(f'\ntwo layers fused (layer4 + layer3), bs={bs}: time, ratio to the lower bound at layer3 (its backward passes layer4)')
+    fs = fused(model, x, target, methods)
+    ts = time_all(fs, reps)
+    print('layer4+layer3  ' + '  '.join(f"{m} {t*1000:.0f} ms ({t/ts['lower_bound']:.2f}x)" for m, t in ts.items()))
     bs = sizes[-1]
     print(f'\npeak memory over one call, bs={bs} (MB; ratio to forward_nograd), and what the call left allocated')
     for layer in ('layer4', 'layer3'):

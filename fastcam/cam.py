@@ -365,19 +365,29 @@ def _targets(out, target):
 
 def layer_grads(model:nn.Module, x:Tensor, target=None, layer=None, layout:str=None)->tuple: # (act, grad, out): act and grad (bs, k, h, w)
     "The activations of `layer`, the gradient of each image's `target` score w.r.t. them, and the scores, for batch `x`"
+    ((act, grad),), out = _grads(model, x, target, [layer], layout)
+    return act, grad, out
+
+def _grads(model, x, target, layers:list, layout=None)->tuple: # ([(act, grad)] per layer, out)
+    "`layer_grads` of each of `layers`, all in one forward and one backward pass (`GraphCut` of them all)"
     model = unwrap(model)
-    x = _batch(model, x); m = get_layer(model, layer, x)
-    if m in trace(model, x).blind:
-        raise ValueError(f"`layer` {_name_of(model, m)!r} gets no gradient from the class scores on its feature map (as in a ViT's last "
-                         f"block after its attention, where only the class token reaches the head), so its maps would be all zero: "
-                         f"use the default layer ({_name_of(model, trace(model, x).layer)!r}) or an earlier one")
-    with as_found(model), torch.inference_mode(False), torch.enable_grad(), GraphCut(m) as cut:
+    x = _batch(model, x); ms = [get_layer(model, l, x) for l in layers]
+    for m in ms:
+        if m in trace(model, x).blind:
+            raise ValueError(f"`layer` {_name_of(model, m)!r} gets no gradient from the class scores on its feature map (as in a ViT's last "
+                             f"block after its attention, where only the class token reaches the head), so its maps would be all zero: "
+                             f"use the default layer ({_name_of(model, trace(model, x).layer)!r}) or an earlier one")
+    with as_found(model), torch.inference_mode(False), torch.enable_grad(), GraphCut(*ms) as cut:
         out = model(x)
-        lay = _layout_of(model, m, cut.stored, x, layout)
+        for m in ms:
+            if m not in cut.kept: raise ValueError(f"`layer` {_name_of(model, m)!r} did not run in the forward pass of {type(model).__name__}")
+        kept = [cut.kept[m] for m in ms]
+        lays = [_layout_of(model, m, k, x, layout) for m, k in zip(ms, kept)]
         score = out.gather(1, _targets(out, target)[:, None]).sum()
-        grad, = torch.autograd.grad(score, cut.stored, allow_unused=True)
-    if grad is None: raise ValueError(f"`layer` {_name_of(model, m)!r} does not lead to the model's output")
-    return _to_map(cut.stored.detach(), lay), _to_map(grad, lay), out.detach()
+        grads = torch.autograd.grad(score, kept, allow_unused=True)
+    for m, g in zip(ms, grads):
+        if g is None: raise ValueError(f"`layer` {_name_of(model, m)!r} does not lead to the model's output")
+    return [(_to_map(k.detach(), l), _to_map(g, l)) for k, l, g in zip(kept, lays, grads)], out.detach()
 
 # %% ../nbs/01_cam.ipynb #3581fe3a
 def _gradcam(act, grad):
@@ -422,7 +432,11 @@ def _grad_maps(model, x, target, layer, method, layout=None, eigen_smooth=False,
         hint = ' (CAM is `cam_maps`, or `class_maps(method=\'cam\')`)' if method == 'cam' else ''
         raise ValueError(f"unknown `method` {method!r}: use one of {', '.join(map(repr, [*WEIGHTS, *FORWARD]))}{hint}")
     act, grad, out = layer_grads(model, x, target, layer, layout)
-    return weigh(WEIGHTS[method](act, grad), act, eigen_smooth or method == 'eigengradcam'), out
+    return _weighed(method, act, grad, eigen_smooth), out
+
+def _weighed(method, act, grad, eigen_smooth=False):
+    "The map of gradient method `method` (one of `WEIGHTS`) from a layer's activations and gradients"
+    return weigh(WEIGHTS[method](act, grad), act, eigen_smooth or method == 'eigengradcam')
 
 def gradcam_maps(model:nn.Module, # any classifier
                  x:Tensor, # a batch of images (bs, channels, h, w)
@@ -629,8 +643,13 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
     if isinstance(layer, (list, tuple)):
         if not layer: raise ValueError('`layer` is an empty list: give a layer, or a list of several to fuse their maps')
         method = pick_method(model, _batch(model, x), method, layer)
-        res = [class_maps(model, x, target, method, l, True, layout, eigen_smooth, aug_smooth, bf16=bf16) for l in layer]
-        maps, logits = fuse_maps([m for m, _ in res], fuse), res[0][1]
+        if method in WEIGHTS and not aug_smooth:                           # a gradient method: one forward and one backward pass in all
+            _bf16(method, bf16)                                            # an error: bf16 is Score-CAM's
+            parts, logits = _grads(model, x, target, layer, layout)
+            maps = fuse_maps([_weighed(method, act, grad, eigen_smooth) for act, grad in parts], fuse)
+        else:
+            res = [class_maps(model, x, target, method, l, True, layout, eigen_smooth, aug_smooth, bf16=bf16) for l in layer]
+            maps, logits = fuse_maps([m for m, _ in res], fuse), res[0][1]
     elif aug_smooth:
         x = _batch(model, x)
         with as_found(model), torch.no_grad(): logits = model(x)

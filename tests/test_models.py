@@ -2,7 +2,7 @@
 import os, tempfile, pytest, torch, timm, torchvision.models as tvm
 import torch.distributed as dist
 from torch import nn
-from fastcam.cam import trace, get_layer, pick_method, cam_maps, cam_weights, gradcam_maps, class_maps, unwrap, _name_of
+from fastcam.cam import trace, get_layer, pick_method, cam_maps, cam_weights, gradcam_maps, class_maps, unwrap, _name_of, fuse_maps
 from fastcam.hooks import n_hooks
 
 def by_hand(model, x, layer, target):
@@ -65,6 +65,22 @@ def test_zoo(name, make, default, second, exact):
     else:
         with pytest.raises(ValueError, match='CAM needs a head that is global average pooling'): cam_maps(model, x)
     torch.testing.assert_close(class_maps(model, x), cams[torch.arange(2), t] if exact else g)
+    assert n_hooks(model) == 0
+
+def test_layer_list_in_one_pass():
+    "A gradient method's maps of several layers (nested ones too, in any order) from one forward pass: each layer's as alone, fused"
+    torch.manual_seed(0)
+    model, x = tvm.resnet18().double().eval(), torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    layers, passes = ['layer4', 'layer3', 'layer4.1.bn2', 'layer2'], []
+    trace(model, x)                                                       # once per model and input size: not a pass of the maps
+    with model.register_forward_pre_hook(lambda m, args: passes.append(1)):
+        for method in ('gradcam', 'gradcam++', 'hirescam'):
+            passes.clear()
+            fused, logits = class_maps(model, x, 3, method, layers, with_logits=True, fuse='max')
+            assert len(passes) == 1
+            one = [gradcam_maps(model, x, 3, l, method) for l in layers]
+            torch.testing.assert_close(fused, fuse_maps(one, 'max'), rtol=1e-9, atol=1e-12)
+    with torch.no_grad(): torch.testing.assert_close(logits, model(x))
     assert n_hooks(model) == 0
 
 def test_wrapped_models():
