@@ -229,7 +229,7 @@ class TopLossCAM(Callback):
         done, self.done, why = self.done, None, None
         first = not self.share or dist.get_rank() == 0                  # distributed: the first process makes the maps and saves them
         try:
-            if first: self.result = _top_losses(self.learn, _local(self.dl or self.learn.dls.valid), done, self.method, self.layer, self.target, self.opts)
+            if first: self.result = None; self.result = _top_losses(self.learn, _local(self.dl or self.learn.dls.valid), done, self.method, self.layer, self.target, self.opts)
             if first and self.fname is not None: self.result.save(self.learn.path/self.fname)
         except Exception as e:
             if not self.share: raise

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn, Tensor
 from fastai.layers import Flatten
+from torch.nn.modules.utils import _ntuple
 from fastai.callback.hook import in_channels
 import torch.nn.functional as F
 from .hooks import Hook, GraphCut
@@ -131,16 +132,24 @@ def _is_gap(m):
     return (isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool1d)) and m.output_size in (1, (1,), (1, 1))
             or type(m).__name__ == 'FastAdaptiveAvgPool')
 
-def _is_avg(m)->bool: return isinstance(m, nn.modules.pooling._AvgPoolNd)   # `nn.AvgPool2d(7)`: global on a 7×7 map only, as the identity tells
+def _global_avgs(calls)->set:
+    "The `nn.AvgPool1d/2d/3d` calls of a forward pass whose window is their whole input, unpadded: global averages (`nn.AvgPool2d(7)` on a 7×7 map)"
+    res = set()
+    for c in calls:
+        d = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}.get(type(c.module))
+        if d is None or not isinstance(c.inp, Tensor): continue
+        k, p = (_ntuple(d)(o) for o in (c.module.kernel_size, c.module.padding))
+        if all(o == 0 for o in p) and tuple(c.inp.shape[-d:]) == tuple(k): res.add(c.module)
+    return res
 def _a(name:str)->str: return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
 
-def _affine(head)->tuple: # ((W, b), '') or (None, why not)
-    "`W`, `b` such that the head computes `W @ mean_ij(features) + b`: GAP → (flatten, dropout, BatchNorm1d, Linear)*"
+def _affine(head, avgs=())->tuple: # ((W, b), '') or (None, why not)
+    "`W`, `b` such that the head computes `W @ mean_ij(features) + b`: GAP → (flatten, dropout, BatchNorm1d, Linear)*; `avgs`: the average poolings that are global"
     W = b = None; pooled = False
     for m in head:
         if isinstance(m, _PASS): continue
-        if (_is_pool(m) or _is_avg(m)) and not pooled and W is None:
-            if not (_is_gap(m) or _is_avg(m)): return None, f"this head pools with {type(m).__name__}, not a global average"
+        if (_is_pool(m) or isinstance(m, nn.modules.pooling._AvgPoolNd)) and not pooled and W is None:
+            if not (_is_gap(m) or m in avgs): return None, f"this head pools with {type(m).__name__}, not a global average"
             pooled = True; continue
         if isinstance(m, nn.Linear): A, t = m.weight, m.bias if m.bias is not None else m.weight.new_zeros(len(m.weight))
         elif isinstance(m, nn.BatchNorm1d) and m.running_var is not None:
@@ -220,6 +229,7 @@ class Trace:
     cam:str # '' when CAM is exact on this head, else why not
     layouts:dict # each module's output layout, or why it has none
     blind:set # the modules whose feature map gets no gradient from the predicted score (a ViT's last blocks)
+    avgs:set # the `nn.AvgPool2d`s (and 1d, 3d) whose window was their whole input: global averages
 
 def _blind(calls, out, layouts)->set:
     "The modules whose feature map's gradient from the predicted score is zero everywhere (one backward pass)"
@@ -251,10 +261,11 @@ def _analyse(model, calls, out, x)->Trace:
             and not any(p.start < c.start and c.end < p.end for p in pools)]
     lay = layouts.get(at.module)
     fmap = _to_map(at.kept, lay) if isinstance(lay, tuple) else at.kept
-    Wb, why = _affine(head)
+    avgs = _global_avgs(calls)
+    Wb, why = _affine(head, avgs)
     if Wb and not _identity(*Wb, fmap, out.detach()):
         why = "the model's output is not GAP → Linear of these features (something outside the head's modules acts on them)"
-    return Trace(at.module, groups, head, chain[1:], tuple(fmap.shape[1:]), why, layouts, blind)   # not the model: the cache holds it weakly
+    return Trace(at.module, groups, head, chain[1:], tuple(fmap.shape[1:]), why, layouts, blind, avgs)   # not the model: the cache holds it weakly
 
 _TRACES = weakref.WeakKeyDictionary()   # model: ((its modules, the input's shape), Trace)
 
@@ -324,7 +335,7 @@ def cam_weights(model:nn.Module, # a classifier whose head is GAP → Linear
     "The weights `W` and bias `b` such that `logits = W @ mean_ij(features) + b`, read off a GAP → affine head"
     t = trace(model, x)
     if t.cam: raise ValueError(_HEAD_MSG.format(why=t.cam))
-    return _affine(t.head)[0]
+    return _affine(t.head, t.avgs)[0]
 
 # %% ../nbs/01_cam.ipynb #bceccd81
 def cam_maps(model:nn.Module, # a classifier whose head is GAP → Linear

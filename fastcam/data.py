@@ -121,10 +121,9 @@ def write_atomic(dst, # the file to write
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f'.{dst.name}.', suffix=f'.tmp{dst.suffix}')
     try:
         with open(fd, 'wb') as f:
-            os.fchmod(fd, 0o666 & ~_UMASK)                                  # the mode a plain `open` gives, not mkstemp's 0600
             if isinstance(write, bytes): f.write(write)
         if not isinstance(write, bytes): write(Path(tmp))
-        os.replace(tmp, dst)
+        os.chmod(tmp, 0o666 & ~_UMASK); os.replace(tmp, dst)              # the mode a plain `open` gives, not mkstemp's 0600
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return dst

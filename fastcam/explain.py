@@ -109,11 +109,15 @@ class _Here:
         except Exception as e: fut.set_exception(e)                                # raised by `result()`, as from a thread
         return fut
 
+def _cores()->int:
+    "The cores this process may use, shared with the other processes `torchrun` started on this machine (`LOCAL_WORLD_SIZE`)"
+    n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    return max(1, n // int(os.environ.get('LOCAL_WORLD_SIZE', 1)))
+
 def _writer(model:nn.Module):
-    "A thread that writes while the model runs the next batch where a core is free for it (the model on a GPU, or torch using fewer threads than this process has cores), else the writing done in turn"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    "A thread that writes while the model runs the next batch where a core is free for it (the model on a GPU, or torch using fewer threads than this process's share of the cores), else the writing done in turn"
     gpu = any(p.device.type != 'cpu' for p in model.parameters())
-    return ThreadPoolExecutor(1) if gpu or cores > torch.get_num_threads() else _Here()
+    return ThreadPoolExecutor(1) if gpu or _cores() > torch.get_num_threads() else _Here()
 
 # %% ../nbs/07_explain.ipynb #5787a7b6
 def _ranks()->tuple: # (rank, world size)
@@ -152,11 +156,14 @@ def _inputs(learn, imgs, fmt=torch.contiguous_format):
     return learn.dls.test_dl(imgs, bs=len(imgs), num_workers=0).one_batch()[0].contiguous(memory_format=fmt)
 
 def _fastest(learn, x, *args)->torch.memory_format:
-    "How batches go to the model: channels-last on the CPU, where oneDNN's convolutions run faster on it, unless the model refuses it (one that `view`s its input)"
+    "How batches like `x` go to the model: channels-last on the CPU, where oneDNN's convolutions run faster on it, unless the model refuses it (one that `view`s its input) or gives other maps or scores on a noise image"
     if x.ndim != 4 or x.device.type != 'cpu': return torch.contiguous_format
-    try: _explain_batch(learn, x.contiguous(memory_format=torch.channels_last), *args)
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)).to(x)   # a layout misread shows on noise, not on a blank image
+    vals = lambda res: torch.cat([torch.cat([torch.tensor([p]), m.flatten()]).float() for _, maps, _ in res for _, p, m in maps])
+    try: a, b = (vals(_explain_batch(learn, noise.contiguous(memory_format=f), *args)) for f in (torch.contiguous_format, torch.channels_last))
     except Exception: return torch.contiguous_format
-    return torch.channels_last
+    same = a.shape == b.shape and torch.allclose(a, b, rtol=1e-3, atol=1e-4 * float(a.abs().max().clamp(min=1e-6)))
+    return torch.channels_last if same else torch.contiguous_format
 
 # %% ../nbs/07_explain.ipynb #bb2c3f35
 def _explain_batch(learn, x, method, layer, target, kw=None)->list: # (predicted classes, [(class, probability, map)], image) per image

@@ -81,15 +81,15 @@ class GraphCut(_HookBase):
     "Make `m`'s output a leaf that requires grad (kept in `stored`): gradients stop there. With `more` modules, the first to run is cut and the later ones' outputs stay in the graph, each in `kept`: one backward pass reaches them all"
     _empty = 'the hooked module did not run in the forward pass: is it part of the model that was called?'
     def __init__(self, m:nn.Module, *more:nn.Module):
+        bad = next((o for o in more if not isinstance(o, nn.Module)), None)
+        if bad is not None: raise TypeError(f"GraphCut needs nn.Modules, not {type(bad).__name__}")   # before any hook is registered
         super().__init__(m)
         self.m, self.kept = m, {}                                         # kept: module -> its output, as the gradients see it
-        for o in dict.fromkeys(more):
-            if not isinstance(o, nn.Module): raise TypeError(f"GraphCut needs nn.Modules, not {type(o).__name__}")
-            if o is not m: self.handles.append(o.register_forward_hook(self.hook_fn))
+        self.handles += [o.register_forward_hook(self.hook_fn) for o in dict.fromkeys(more) if o is not m]
     def hook_fn(self, m, i, o):
         if not isinstance(o, Tensor): raise TypeError(f"GraphCut needs a module with one tensor output, {type(m).__name__} returned {type(o).__name__}")
         cut = not o.requires_grad or all(k is m for k in self.kept)     # the first to run (each time), or one that no cut leads to
-        t = o.detach().clone().requires_grad_() if cut else o
+        t = o.detach().clone().requires_grad_() if cut else o.clone()    # a copy either way: what made `o` may change it in place
         self.kept[m] = t
         if m is self.m: self.stored_ = t
         return t.clone()  # what the rest of the model sees: in-place ops there can't touch `stored`

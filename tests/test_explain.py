@@ -144,37 +144,44 @@ def test_any_method(exported, tmp_path, method):
 def saved_maps(out, idx): return torch.stack([torch.tensor(np.load(out/f)) for f in idx.map_file])
 
 class Viewing(nn.Module):
-    "A conv, then GAP → Linear, with a `view` of its input on the way in: it takes contiguous batches only, as some hand-written models do"
-    def __init__(self): super().__init__(); self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()); self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
-    def forward(self, x): return self.head(self.body(x.view(len(x), -1).view(x.shape)))
+    "A conv, then GAP → Linear, with a `view` of its input on the way in (`misread`: its memory read as if contiguous): it takes contiguous batches only, as some hand-written models do"
+    def __init__(self, misread=False):
+        super().__init__(); self.misread = misread
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()); self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    def forward(self, x):
+        x = x.as_strided(x.shape, torch.empty(x.shape).stride()) if self.misread else x.view(len(x), -1).view(x.shape)
+        return self.head(self.body(x))
 
 def test_channels_last_where_the_model_takes_it(exported, tmp_path):
-    "On the CPU the batches reach the model channels-last; a model that `view`s its input gets them contiguous, and every map as `class_maps` makes it"
+    "On the CPU the batches reach the model channels-last; a model that `view`s its input, or misreads the layout, gets them contiguous, and every map as `class_maps` makes it"
     d, learn = exported
     files = sorted((d/'imgs').iterdir())[:5]
+    x = learn.dls.test_dl([ex.load_rgb(f) for f in files]).one_batch()[0]
     def formats(model):
         seen = []
-        model.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
-        return seen
-    seen = formats(learn.model)
-    idx = ex.explain_images(learn, *map(str, files), out=str(tmp_path/'a'), bs=5)
+        return seen, model.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    seen, h = formats(learn.model)
+    try: idx = ex.explain_images(learn, *map(str, files), out=str(tmp_path/'a'), bs=5)
+    finally: h.remove()
     assert (idx.status == "ok").all() and seen[-1]                                # the last forward pass: the five images
-    set_seed(0, reproducible=True)
-    view = Learner(learn.dls, Viewing(), loss_func=CrossEntropyLossFlat())
-    seen = formats(view.model)
-    idx = ex.explain_images(view, *map(str, files), out=str(tmp_path/'b'), bs=5)
-    assert (idx.status == "ok").all() and (idx.method == "cam").all() and seen and not seen[-1]
-    x = learn.dls.test_dl([ex.load_rgb(f) for f in files]).one_batch()[0]
-    ref = class_maps(view.model, x)
-    torch.testing.assert_close(saved_maps(tmp_path/'b', idx), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+    for misread in (False, True):
+        set_seed(0, reproducible=True)
+        view = Learner(learn.dls, Viewing(misread), loss_func=CrossEntropyLossFlat())
+        seen, h = formats(view.model)
+        with h: idx = ex.explain_images(view, *map(str, files), out=str(tmp_path/f'b{misread}'), bs=5)
+        assert (idx.status == "ok").all() and (idx.method == "cam").all() and seen and not seen[-1]
+        ref = class_maps(view.model, x)
+        torch.testing.assert_close(saved_maps(tmp_path/f'b{misread}', idx), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
 
 def test_writer_thread_only_where_a_core_is_free(monkeypatch):
     "A writing thread where torch leaves a core free or the model is not on the CPU; else each job done at once, its error kept for `result()`"
-    cores, cpu, meta = len(os.sched_getaffinity(0)), nn.Linear(2, 2), nn.Linear(2, 2, device='meta')
+    cores, cpu, meta = ex._cores(), nn.Linear(2, 2), nn.Linear(2, 2, device='meta')
     monkeypatch.setattr(torch, 'get_num_threads', lambda: cores)
     assert isinstance(ex._writer(cpu), ex._Here) and isinstance(ex._writer(meta), ThreadPoolExecutor)
     monkeypatch.setattr(torch, 'get_num_threads', lambda: cores - 1)
     assert isinstance(ex._writer(cpu), ThreadPoolExecutor)
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', str(2 * cores))                 # torchrun's processes share the cores: none left for a thread
+    assert ex._cores() == 1 and isinstance(ex._writer(cpu), ex._Here)
     job = ex._Here().submit(lambda a, b: a / b, 1, 0)
     assert job.done() and isinstance(job.exception(), ZeroDivisionError) and ex._Here().submit(divmod, 7, 2).result() == (3, 1)
 

@@ -67,6 +67,15 @@ def test_zoo(name, make, default, second, exact):
     torch.testing.assert_close(class_maps(model, x), cams[torch.arange(2), t] if exact else g)
     assert n_hooks(model) == 0
 
+def test_avgpool_head_is_global_by_its_shape():
+    "An nn.AvgPool2d head is a GAP only when its window is the whole map: a constant image, which any window averages alike, can't fool it"
+    def model(k): return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AvgPool2d(k), nn.Flatten(), nn.Linear(4, 2)).eval()   # 8×8 maps at 10 px
+    blank, x = torch.ones(1, 3, 10, 10), torch.randn(2, 3, 10, 10)
+    part, whole = model(6), model(8)
+    assert 'pools with AvgPool2d, not a global average' in trace(part, blank).cam and pick_method(part, x) == 'gradcam'
+    assert trace(whole, blank).cam == '' and pick_method(whole, x) == 'cam'
+    with torch.no_grad(): torch.testing.assert_close(cam_maps(whole, x).mean((2, 3)) + cam_weights(whole, x)[1], whole(x))
+
 def test_layer_list_in_one_pass():
     "A gradient method's maps of several layers (nested ones too, in any order) from one forward pass: each layer's as alone, fused"
     torch.manual_seed(0)
