@@ -155,12 +155,11 @@ def _inputs(learn, imgs, fmt=torch.contiguous_format):
     "`imgs` (PIL images) as the model sees them, through the learner's own transforms, in memory format `fmt`"
     return learn.dls.test_dl(imgs, bs=len(imgs), num_workers=0).one_batch()[0].contiguous(memory_format=fmt)
 
-def _fastest(learn, x, *args)->torch.memory_format:
-    "How batches like `x` go to the model: channels-last on the CPU, where oneDNN's convolutions run faster on it, unless the model refuses it (one that `view`s its input) or gives other maps or scores on a noise image"
+def _fastest(learn, x, ref, *args)->torch.memory_format:
+    "How batches like `x` go to the model: channels-last on the CPU, where oneDNN's convolutions run faster on it, unless the model refuses it (one that `view`s its input) or gives other maps or scores than `ref`, `_explain_batch` of `x` contiguous"
     if x.ndim != 4 or x.device.type != 'cpu': return torch.contiguous_format
-    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)).to(x)   # a layout misread shows on noise, not on a blank image
     vals = lambda res: torch.cat([torch.cat([torch.tensor([p]), m.flatten()]).float() for _, maps, _ in res for _, p, m in maps])
-    try: a, b = (vals(_explain_batch(learn, noise.contiguous(memory_format=f), *args)) for f in (torch.contiguous_format, torch.channels_last))
+    try: a, b = vals(ref), vals(_explain_batch(learn, x.contiguous(memory_format=torch.channels_last), *args))
     except Exception: return torch.contiguous_format
     same = a.shape == b.shape and torch.allclose(a, b, rtol=1e-3, atol=1e-4 * float(a.abs().max().clamp(min=1e-6)))
     return torch.channels_last if same else torch.contiguous_format
@@ -200,11 +199,12 @@ def _layer(layer):
     return parts if len(parts) > 1 else parts[0]
 
 def _options(learn, method, layer, target, kw):
-    "Check the options against the learner, on a blank image: the method `method` stands for and its name in the summary, the layer and the target class as the library takes them, and the memory format for the model"
+    "Check the options against the learner, on a noise image: the method `method` stands for and its name in the summary, the layer and the target class as the library takes them, and the memory format for the model"
     if method != 'auto' and method not in METHODS: raise CliError(f"unknown --method {method!r}: use auto or one of {', '.join(METHODS)}")
     if kw.get('fuse', 'mean') not in ('mean', 'max'): raise CliError(f"--fuse must be mean or max, not {kw['fuse']!r}")
     lyr = _layer(layer)
-    x = _inputs(learn, [Image.new('RGB', (64, 64))])                                # a blank image, as the model sees it
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    x = _inputs(learn, [noise])                                                     # a noise image as the model sees it: a misread layout shows on it
     try:
         for l in lyr if isinstance(lyr, list) else [lyr]: get_layer(learn.model, l, x)
     except (ValueError, TypeError) as e: raise CliError(f'--layer: {e}') from None
@@ -218,10 +218,10 @@ def _options(learn, method, layer, target, kw):
     elif target in vocab: t = vocab.index(target)
     elif re.fullmatch(r'\d+', target) and int(target) < len(vocab): t = int(target)
     else: raise CliError(f"unknown --target {target!r}: use 'predicted', a class of {vocab} or its index")
-    try: _explain_batch(learn, x, m, lyr, t, kw)
+    try: ref = _explain_batch(learn, x, m, lyr, t, kw)
     except (ValueError, TypeError) as e:
         raise CliError(f"--method {method} --layer {layer}: {e}{' (here: --method gradcam)' if m == 'cam' else ''}") from None
-    return m, _chosen(learn, x, method, m), lyr, t, _fastest(learn, x, m, lyr, t, kw)
+    return m, _chosen(learn, x, method, m), lyr, t, _fastest(learn, x, ref, m, lyr, t, kw)
 
 def _file_labels(vocab)->list: # one name per class
     "The classes of `vocab` as parts of file names: safe characters, and distinct, also where case is ignored"
