@@ -1,6 +1,8 @@
 "Everything a notebook needs: fastai's vision API and fastcam's public names, as `from fastcam.all import *`"
 from fastai.vision.all import *
 from .hooks import *
+from .trace import *
+from .methods import *
 from .cam import *
 from .vis import *
 from .data import *
@@ -8,3 +10,5 @@ from .learner import *
 from .callback import *
 from .metrics import *
 from .explain import *
+from .files import *
+from .pages import *

@@ -91,9 +91,9 @@ def test_sanity_check_goes_from_the_output_down():
 
 def test_multi_label_titles_say_how_each_label_stands():
     "Labels a (actual, predicted), b (predicted only), c (actual only): right, wrong, missed"
-    t = TopLosses(torch.arange(1), ['x'], torch.tensor([[True, False, True]]), torch.tensor([[True, True, False]]),
-                  torch.tensor([[.9, .7, .2]]), torch.ones(1), torch.zeros(3, 2, 2), torch.zeros(1, 3, 8, 8, dtype=torch.uint8),
-                  ['a', 'b', 'c'], map_item=torch.zeros(3, dtype=torch.long), map_class=torch.arange(3))
+    t = TopLosses(idxs=torch.arange(1), items=['x'], actual=torch.tensor([[True, False, True]]), predicted=torch.tensor([[True, True, False]]),
+                  probs=torch.tensor([[.9, .7, .2]]), losses=torch.ones(1), maps=torch.zeros(3, 2, 2), imgs=torch.zeros(1, 3, 8, 8, dtype=torch.uint8),
+                  vocab=['a', 'b', 'c'], map_item=torch.zeros(3, dtype=torch.long), map_class=torch.arange(3))
     assert t.titles() == ['Image 0: a 0.90 (right)', 'Image 0: b 0.70 (wrong)', 'Image 0: c 0.20 (missed)']
 
 class Viewing(nn.Module):

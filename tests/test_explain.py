@@ -20,6 +20,7 @@ from fastcam.cam import class_maps, gradcam_maps
 from fastcam.callback import TopLosses
 import fastcam.cli as cli
 import fastcam.explain as ex
+import fastcam.distrib as distrib
 
 FASTCAM = Path(sys.executable).parent/'fastcam'
 def run(*args): return subprocess.run([str(FASTCAM), *map(str, args)], capture_output=True, text=True)
@@ -61,7 +62,7 @@ def test_command_end_to_end(exported, tmp_path):
 @pytest.mark.parametrize('args, message', [
     (('nope.pkl', 'imgs'), "fastcam explain: no learner file 'nope.pkl'"),
     (('model.pkl', 'empty'), 'fastcam explain: no image files in empty: give image files or folders that hold some'),
-    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown --method 'lime': use auto or one of cam, gradcam, gradcam++, xgradcam, hirescam, layercam, gradcamelementwise, eigengradcam, scorecam, eigencam, ablationcam, smoothgradcampp"),
+    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown `method` 'lime': use 'auto' or one of 'cam', 'gradcam', 'gradcam++', 'xgradcam', 'hirescam', 'layercam', 'gradcamelementwise', 'eigengradcam', 'scorecam', 'eigencam', 'ablationcam', 'smoothgradcampp'"),
     (('model.pkl', 'imgs', '--method', 'gradcam', '--layer', '12'), 'fastcam explain: --layer: `layer` 12 is out of range: the body has 7 groups'),
     (('model.pkl', 'imgs', '--target', 'dog'), "fastcam explain: unknown --target 'dog': use 'predicted', a class of ['False', 'True'] or its index"),
     (('pets/boxes.csv', 'imgs'), "fastcam explain: cannot load the learner 'pets/boxes.csv'"),
@@ -175,13 +176,13 @@ def test_channels_last_where_the_model_takes_it(exported, tmp_path):
 
 def test_writer_thread_only_where_a_core_is_free(monkeypatch):
     "A writing thread where torch leaves a core free or the model is not on the CPU; else each job done at once, its error kept for `result()`"
-    cores, cpu, meta = ex._cores(), nn.Linear(2, 2), nn.Linear(2, 2, device='meta')
+    cores, cpu, meta = distrib.cores(), nn.Linear(2, 2), nn.Linear(2, 2, device='meta')
     monkeypatch.setattr(torch, 'get_num_threads', lambda: cores)
     assert isinstance(ex._writer(cpu), ex._Here) and isinstance(ex._writer(meta), ThreadPoolExecutor)
     monkeypatch.setattr(torch, 'get_num_threads', lambda: cores - 1)
     assert isinstance(ex._writer(cpu), ThreadPoolExecutor)
     monkeypatch.setenv('LOCAL_WORLD_SIZE', str(2 * cores))                 # torchrun's processes share the cores: none left for a thread
-    assert ex._cores() == 1 and isinstance(ex._writer(cpu), ex._Here)
+    assert distrib.cores() == 1 and isinstance(ex._writer(cpu), ex._Here)
     job = ex._Here().submit(lambda a, b: a / b, 1, 0)
     assert job.done() and isinstance(job.exception(), ZeroDivisionError) and ex._Here().submit(divmod, 7, 2).result() == (3, 1)
 
@@ -194,7 +195,7 @@ def test_fastai_default_head_gets_gradcam(exported, tmp_path, capsys):
     files = sorted((d/'imgs').iterdir())[:6]
     r = run('explain', d/'plain.pkl', *files, '--out', tmp_path, '--bs', 4)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert 'method gradcam (auto: the head is not GAP → Linear)' in r.stdout
+    assert "Grad-CAM at 0.7 (auto: the head can't give CAM)" in r.stdout
     idx = pd.read_csv(tmp_path/'index.csv')
     assert (idx.method == 'gradcam').all() and len(idx) == 6
     x = plain.dls.test_dl([ex.load_rgb(f) for f in files], bs=6).one_batch()[0]   # the same decoded batch
@@ -243,7 +244,7 @@ def test_multi_label_one_map_per_label(multi, tmp_path):
     assert vocab == sorted(LABELS) and ex._file_labels(vocab) == ['0-Dog_puppy', '1-cat', '2-dog_puppy']
     r = run('explain', d/'multi.pkl', d/'imgs', '--out', tmp_path, '--bs', 3)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert '8 explained (16 maps), 0 kept from an earlier run, 0 failed, 0 skipped; method gradcam (auto: the head is not GAP → Linear)' in r.stdout
+    assert "8 explained (16 maps), 0 kept from an earlier run, 0 failed, 0 skipped; Grad-CAM at 0.7 (auto: the head can't give CAM)" in r.stdout
     idx = pd.read_csv(tmp_path/'index.csv', dtype=str, keep_default_na=False)
     above = probs >= probs.sort(1, descending=True).values[:, 1:2]      # the threshold exported lets each image's top two through
     want = [(str(f), vocab[c]) for f, a in zip(files, above) for c in a.nonzero()[:, 0].tolist()]

@@ -20,7 +20,7 @@ def offline(monkeypatch, tmp_path):
     "A fresh, empty torch cache; any question to the network fails the test"
     monkeypatch.setenv('TORCH_HOME', str(tmp_path/'torch'))
     def ask(url, *a, **k): raise AssertionError(f'cam_learner asked the network for {url}')
-    monkeypatch.setattr(fl, '_reachable', ask)
+    monkeypatch.setattr(fl, 'url_reachable', ask)
 
 class Phases(Callback):
     "Per fit: its epochs, each group's peak lr in its one-cycle schedule, which parameters train in each epoch, conv1's weights at its end"

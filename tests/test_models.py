@@ -2,7 +2,7 @@
 import os, tempfile, pytest, torch, timm, torchvision.models as tvm
 import torch.distributed as dist
 from torch import nn
-from fastcam.cam import trace, get_layer, pick_method, cam_maps, cam_weights, gradcam_maps, class_maps, unwrap, _name_of, fuse_maps
+from fastcam.cam import trace, get_layer, pick_method, cam_maps, cam_weights, gradcam_maps, class_maps, unwrap, name_of, fuse_maps, Tokens
 from fastcam.hooks import n_hooks
 
 def by_hand(model, x, layer, target):
@@ -50,10 +50,10 @@ ZOO = [
 def test_zoo(name, make, default, second, exact):
     torch.manual_seed(0)
     model, x = make().double().eval(), torch.randn(2, 3, 64, 64, dtype=torch.float64)
-    assert _name_of(model, get_layer(model, x=x)) == default
-    assert _name_of(model, get_layer(model, -2, x)) == second
+    assert name_of(model, get_layer(model, x=x)) == default
+    assert name_of(model, get_layer(model, -2, x)) == second
     assert (trace(model, x).cam == '') == exact
-    assert pick_method(model, x) == ('cam' if exact else 'gradcam')
+    assert pick_method(model, x)[0].name == ('cam' if exact else 'gradcam')
     with torch.no_grad(): logits = model(x)
     t = logits.argmax(1)
     g = gradcam_maps(model, x)
@@ -72,8 +72,8 @@ def test_avgpool_head_is_global_by_its_shape():
     def model(k): return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AvgPool2d(k), nn.Flatten(), nn.Linear(4, 2)).eval()   # 8×8 maps at 10 px
     blank, x = torch.ones(1, 3, 10, 10), torch.randn(2, 3, 10, 10)
     part, whole = model(6), model(8)
-    assert 'pools with AvgPool2d, not a global average' in trace(part, blank).cam and pick_method(part, x) == 'gradcam'
-    assert trace(whole, blank).cam == '' and pick_method(whole, x) == 'cam'
+    assert 'pools with AvgPool2d, not a global average' in trace(part, blank).cam and pick_method(part, x)[0].name == 'gradcam'
+    assert trace(whole, blank).cam == '' and pick_method(whole, x)[0].name == 'cam'
     with torch.no_grad(): torch.testing.assert_close(cam_maps(whole, x).mean((2, 3)) + cam_weights(whole, x)[1], whole(x))
 
 def test_layer_list_in_one_pass():
@@ -125,10 +125,10 @@ def test_timm_through_fastai(dls, arch, default, second):
     torch.manual_seed(0)
     learn = vision_learner(dls, arch, pretrained=False, cbs=TopLossCAM(k=3, fname=None))
     model, x = learn.model, dls.valid.one_batch()[0].as_subclass(torch.Tensor)
-    assert _name_of(model, get_layer(model, x=x)) == f'0.model.{default}'
-    assert _name_of(model, get_layer(model, -2, x)) == f'0.model.{second}'
+    assert name_of(model, get_layer(model, x=x)) == f'0.model.{default}'
+    assert name_of(model, get_layer(model, -2, x)) == f'0.model.{second}'
     assert get_layer(model, second) is model[0].model.get_submodule(second)       # the timm model's own names
-    assert pick_method(model, x) == 'gradcam'
+    assert pick_method(model, x)[0].name == 'gradcam'
     torch.testing.assert_close(class_maps(model, x), gradcam_maps(model, x, layer=default))
     if arch == 'resnet18':                                # the callback during a fit (once: training costs time)
         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4)
@@ -173,8 +173,8 @@ def test_vit_through_fastai(dls):
     torch.manual_seed(0)
     learn = vision_learner(dls, 'vit_tiny_patch16_224', pretrained=False, img_size=64, cbs=TopLossCAM(k=3, fname=None))
     model, x = learn.model, dls.valid.one_batch()[0].as_subclass(torch.Tensor)
-    assert _name_of(model, get_layer(model, x=x)) == '0.model.blocks.11.norm1'
-    assert trace(model, x).layouts[get_layer(model, x=x)] == ('tokens', 1, (4, 4))
+    assert name_of(model, get_layer(model, x=x)) == '0.model.blocks.11.norm1'
+    assert trace(model, x).layouts[get_layer(model, x=x)] == Tokens(1, (4, 4))
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4)
     res = learn.top_loss_cam.result
     assert (res.method, res.layer_name, tuple(res.maps.shape)) == ('gradcam', '0.model.blocks.11.norm1', (3, 4, 4))

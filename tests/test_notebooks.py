@@ -6,8 +6,8 @@ import pytest
 
 root = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((root/'nbs').glob('[!_.]*.ipynb')) + sorted((root/'nbs'/'course').glob('[!_.]*.ipynb'))
-SHOW_MAPS = {'index', '02_vis', '03_data', '05_callback', '06_metrics', '01_cam_and_hooks', '02_questionnaire', '03_keepdim'}
-SHOW_HTML = {'07_explain', '08_text', '04_text_cam'}      # tables, and the words of a text highlighted by their maps
+SHOW_MAPS = {'index', '05_vis', '06_data', '08_callback', '09_metrics', '01_cam_and_hooks', '02_questionnaire', '03_keepdim'}
+SHOW_HTML = {'10_explain', '11_text', '04_text_cam'}      # tables, and the words of a text highlighted by their maps
 
 def outputs(fn): return [(c, o) for c in json.loads(fn.read_text())['cells'] if c['cell_type'] == 'code' for o in c['outputs']]
 

@@ -106,7 +106,7 @@ def _valid_x(learn):
 @pytest.mark.parametrize('method', ['gradcam++', 'scorecam'])
 def test_callback_and_show_cam_take_any_method(small, method):
     "`TopLossCAM(method=...)` keeps that method's maps of its items; `show_cam(method=...)` makes them on demand"
-    from fastcam.cam import class_maps
+    from fastcam.cam import class_maps, CamOpts
     from fastcam.callback import TopLossCAM
     learn, path = small
     learn.remove_cb(learn.top_loss_cam)
@@ -137,10 +137,10 @@ def test_chapter_session_default_head(tmp_path):
 
 def test_options_reach_the_maps(small):
     "`class_maps`' options given to `top_losses_cam` make its maps, and its caption and `opts` say so"
-    from fastcam.cam import class_maps
+    from fastcam.cam import class_maps, CamOpts
     learn, _ = small
     with learn.no_bar(), learn.no_logging(): learn.fit(1)
     x = _valid_x(learn)
     with learn.no_bar(): r = learn.top_losses_cam(3, 'gradcam', -2, 'actual', eigen_smooth=True)
     torch.testing.assert_close(r.maps, class_maps(learn.model, x[r.idxs], r.actual, 'gradcam', -2, eigen_smooth=True).cpu())
-    assert r.opts == {'eigen_smooth': True} and r.caption().endswith(', eigen_smooth')
+    assert r.opts == CamOpts('gradcam', -2, 'actual', eigen_smooth=True) and r.caption().endswith(', eigen_smooth')

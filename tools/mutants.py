@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent                      # the virtual environment's: nbdev-test, and the tests' `fastcam`
-CORE = 'hooks', 'cam', 'vis', 'metrics', 'callback'
+CORE = 'hooks', 'trace', 'methods', 'passes', 'cam', 'vis', 'metrics', 'callback'
 LIVE, LOCK = set(), threading.Lock()                    # running test processes, killed on Ctrl-C
 
 def load(path=ROOT/'tools'/'mutants.toml')->tuple: # (mutants, seconds of each test file)

@@ -1,5 +1,5 @@
-"""Edit notebooks as text: `python tools/nbpy.py out nbs/01_cam.ipynb` writes `nbs/01_cam.ipynb.py`, one cell after
-each `# %% [code] <id>` / `# %% [markdown] <id>` line; edit it; `python tools/nbpy.py in nbs/01_cam.ipynb.py` writes
+"""Edit notebooks as text: `python tools/nbpy.py out nbs/04_cam.ipynb` writes `nbs/04_cam.ipynb.py`, one cell after
+each `# %% [code] <id>` / `# %% [markdown] <id>` line; edit it; `python tools/nbpy.py in nbs/04_cam.ipynb.py` writes
 the notebook back, keeping each cell's id (and its outputs while its source is unchanged), then deletes the text file.
 A new cell is a `# %% [code]` or `# %% [markdown]` line with no id."""
 import json, re, sys, uuid

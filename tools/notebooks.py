@@ -52,7 +52,7 @@ def tidy(outputs:list)->list:
         if 'image/png' in d: d['image/png'] = _small_png(''.join(d['image/png']))
     return keep
 
-SLOW = ('index.ipynb', '01_cam.ipynb')   # their `#| slow` cells run too: the README's session (2 min), a ViT next to a ResNet (about 5)
+SLOW = ('index.ipynb', '04_cam.ipynb')   # their `#| slow` cells run too: the README's session (2 min), a ViT next to a ResNet (about 5)
 
 def run_one(fn:Path):
     "Run notebook `fn` as nbdev-test does (same skipped cells), after `PREAMBLE`; save it with its outputs tidied"
