@@ -146,8 +146,8 @@ def _old_layer(s):
 def from_dict(cls:TopLosses, d:dict)->TopLosses:
     "A `TopLosses` from what `to_dict` gave (or fastcam 0.2's maps.pt)"
     d = dict(d)
-    if 'asked' in d:                                                   # fastcam 0.2: the method and layer asked for, the options apart
-        method, layer = d.pop('asked'); d.pop('layer', None)
+    if 'layer' in d:                                                   # fastcam 0.2 (and before): the layer and method apart from the options
+        layer = d.pop('layer'); method, layer = d.pop('asked', (d['method'], layer))
         d['opts'] = dict(method=method, layer=None if layer is None else _old_layer(layer), **(d.get('opts') or {}))
     return cls(**{**d, 'opts': CamOpts.from_dict(d.get('opts') or {}), 'layer_name': d.get('layer_name') or ''})
 
@@ -199,14 +199,16 @@ class TopLossCAM(Callback):
                  layer=None, # the layer the maps are made of (None: the last feature map before the head), or a list (fused)
                  target=None, # each map's class: None or 'predicted', 'actual', or a class (index or name) for every item
                  fname:str='cams', # folder for the saved maps, relative to `learn.path`; None: don't save
-                 opts:CamOpts=None, # all the options of the maps as one object; the keywords given here override its fields
+                 *, opts:CamOpts=None, # all the options of the maps as one object; the keywords given here override its fields
                  **kwargs, # the other fields of `CamOpts`: `eigen_smooth`, `aug_smooth`, `fuse`, `bf16`, `layout`, `params`
                 ):
         if k < 1: raise ValueError(f"`k` must be at least 1, not {k}")
         given = {n: v for n, v in dict(method=method, layer=layer, target=target).items() if v is not None}
         self.opts, self.k, self.fname = (opts or CamOpts()).replace(**given, **kwargs), k, fname
         self.result, self.fitting, self.collect, self.done = None, False, False, None
-    method, layer, target = (property(lambda self, n=n: getattr(self.opts, n)) for n in ('method', 'layer', 'target'))   # the options' own
+    method = property(lambda self: self.opts.method.name)                  # fastcam 0.2's attributes, read from the options
+    layer = property(lambda self: self.opts.layer)
+    target = property(lambda self: ifnone(self.opts.target, 'predicted'))
 
     def before_fit(self):                                              # fastai calls it around `validate` too
         self.fitting, self.done = False, None
@@ -310,7 +312,7 @@ def _top_losses(learn, dl, top, opts:CamOpts)->TopLosses:
     imgs = (imgs if imgs.max() > 1 else imgs * 255).round().clamp(0, 255).byte().cpu().as_subclass(Tensor)
     items = getattr(dl, 'items', None)
     return TopLosses(idxs=top['idxs'], items=[_item(items, int(i)) for i in top['idxs']], actual=actual, predicted=predicted, probs=p_item,
-                     losses=top['losses'], maps=maps, imgs=imgs, vocab=learn.dls.vocab, method=used.name, opts=opts,
+                     losses=top['losses'], maps=maps, imgs=imgs, vocab=learn.dls.vocab, method=used.name, opts=opts.named(learn.model),
                      layer_name=layer_name(learn.model, opts.layer, x), why=why, map_item=item, map_class=cls)
 
 # %% ../nbs/08_callback.ipynb #dadadbb9
@@ -346,8 +348,8 @@ def show_cam(self:Learner,
     "Show the top-loss validation images with their maps, titled 'predicted/actual / loss / probability'"
     cb = getattr(self, 'top_loss_cam', None)
     res, base = getattr(cb, 'result', None), cb.opts if cb else CamOpts()
-    if isinstance(opts, dict): opts = CamOpts(method=base.method, layer=base.layer, target=base.target, **opts)
+    if isinstance(opts, dict): opts = base.replace(**opts)                       # the fields to change
     o = ifnone(opts, base).replace(**{n: v for n, v in dict(method=method, layer=layer).items() if v is not None})
     k = ifnone(k, cb.k if cb else 9)
-    if res is None or len(res) < k or o != res.opts: res = self.top_losses_cam(k, opts=o)
+    if res is None or len(res) < k or o.named(self.model) != res.opts: res = self.top_losses_cam(k, opts=o)
     return res.show(k, ncols=ncols, figsize=figsize, labels=labels, **kwargs)

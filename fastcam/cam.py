@@ -16,11 +16,14 @@ from .trace import (as_found, unwrap, as_batch, trace, get_layer, name_of, layer
                            Call, Trace, Layout, ChannelsFirst, ChannelsLast, Tokens, NoLayout)
 from .methods import (KINDS, AUTO, METHODS, WEIGHTS, FORWARD, Method, Capture, capture, targets, register, unregister, get_method,
                              check_method, load_plugins, weigh, first_component, layer_grads, cam_maps)
-import fastcam.passes                     # Score-CAM, EigenCAM, AblationCAM, SmoothGrad-CAM++ register themselves
+_all_ = ['as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights', 'layer_name', 'cam_maps',
+         'layer_grads', 'weigh', 'check_method', 'WEIGHTS', 'FORWARD', 'METHODS']   # what `from fastcam.cam import *` gave in fastcam 0.2
 from .vis import upsample_maps, normalize_maps
 
 # %% auto #0
-__all__ = ['CamOpts', 'pick_method', 'map_caption', 'fuse_maps', 'aug_smooth_maps', 'class_maps', 'gradcam_maps']
+__all__ = ['CamOpts', 'pick_method', 'map_caption', 'fuse_maps', 'aug_smooth_maps', 'class_maps', 'gradcam_maps', 'as_found',
+           'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights', 'layer_name', 'cam_maps',
+           'layer_grads', 'weigh', 'check_method', 'WEIGHTS', 'FORWARD', 'METHODS']
 
 # %% ../nbs/04_cam.ipynb #c27ae599
 _FUSE = 'mean', 'max'
@@ -109,6 +112,12 @@ def to_dict(self:CamOpts, model:nn.Module=None)->dict:
                 target=list(self.target) if isinstance(self.target, tuple) else self.target, layout=_layout_data(self.layout),
                 **{k: getattr(self, k) for k in (*_FLAGS, 'fuse')}, params=dict(self.params))
 
+@patch
+def named(self:CamOpts, model:nn.Module)->CamOpts:
+    "The same options with any layer given as a module given by its name in `model` instead: what can be saved"
+    lay = self.layer
+    return self.replace(layer=tuple(_plain(l, model) for l in lay) if isinstance(lay, tuple) else _plain(lay, model))
+
 @patch(cls_method=True)
 def from_dict(cls:CamOpts, d:dict)->CamOpts:
     "The options `to_dict` wrote (its registered methods must be loaded: `load_plugins`)"
@@ -184,7 +193,7 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
                method=None, # 'auto' (the default: CAM where the head allows it, else Grad-CAM), a method's name or a `Method`
                layer=None, # None (what the head pools), an int into the body, a dotted name, a module, or a list of them (fused)
                with_logits:bool=False, # also return the model's outputs, from the same forward pass
-               opts:CamOpts=None, # all the options as one object; the keywords given here override its fields
+               *, opts:CamOpts=None, # all the options as one object; the keywords given here override its fields
                **kwargs, # the other fields of `CamOpts`: `layout`, `eigen_smooth`, `aug_smooth`, `fuse`, `bf16`, `params`
               ): # (bs, h, w) maps, or (maps, logits (bs, classes)) with `with_logits`
     "One map per image of `x`, for its `target` class, by `method` at `layer`"
@@ -208,8 +217,10 @@ def gradcam_maps(model:nn.Module, # any classifier
                  x:Tensor, # a batch of images (bs, channels, h, w)
                  target=None, # None (each image's predicted class), an int, or one class per image
                  layer=None, # None (the last feature map before the head), an int into the body, a module, a dotted name, or a list
-                 method='gradcam', # 'gradcam', or any method's name or record
+                 method=None, # default 'gradcam' (or `opts`'s method), or any method's name or record
+                 *, opts:CamOpts=None, # all the options as one object; the keywords given here override its fields
                  **kwargs, # the other fields of `CamOpts`
                 )->Tensor: # (bs, h, w): raw maps, no ReLU, no upsampling (but see `aug_smooth` and lists of layers)
     "Grad-CAM maps (or another method's) of `target` at `layer` for batch `x`: `class_maps` with Grad-CAM as its default"
-    return class_maps(model, x, target, method, layer, **kwargs)
+    if method is None and opts is None: method = 'gradcam'
+    return class_maps(model, x, target, method, layer, opts=opts, **kwargs)

@@ -183,8 +183,9 @@ def _params(text):
 def _target(target, vocab)->int|None:
     "`--target` as a class index: None for 'predicted', a class of `vocab` by name or index"
     if target in (None, 'predicted'): return None
-    if str(target) in vocab: return vocab.index(str(target))
-    if re.fullmatch(r'\d+', str(target)) and int(target) < len(vocab): return int(target)
+    if isinstance(target, int) and not isinstance(target, bool) and 0 <= target < len(vocab): return target   # an index, from Python
+    if isinstance(target, str) and target in vocab: return vocab.index(target)                                  # a name first, from the command line
+    if isinstance(target, str) and re.fullmatch(r'\d+', target) and int(target) < len(vocab): return int(target)
     raise CliError(f"unknown --target {target!r}: use 'predicted', a class of {vocab} or its index")
 
 def _options(learn, opts:CamOpts, kw:dict)->tuple: # (the options as used, as asked, why auto chose, the memory format)

@@ -21,15 +21,21 @@ from fastai.layers import Flatten
 from fastai.torch_core import apply_init, trainable_params
 from fastai.data.transforms import get_c
 from fastai.callback.hook import model_sizes, num_features_model
+import pandas as pd
+from filelock import FileLock
 import fastai.callback.schedule                                   # patches `fit_one_cycle` onto `Learner`
+from fastai.torch_core import set_seed
+from fastai.metrics import error_rate
+from fastai.data.external import fastai_path
 from fastai.learner import Learner
 from fastai.vision.learner import model_meta, _default_meta, create_body, _add_norm, _timm_norm, vision_learner, TimmBody
 from .methods import cam_maps
 from .cam import gradcam_maps
-from .data import url_reachable
+from .data import url_reachable, pets_dls
+from .files import write_atomic
 
 # %% auto #0
-__all__ = ['cam_head', 'CAMLearner', 'cam_learner']
+__all__ = ['cam_head', 'CAMLearner', 'cam_learner', 'pets_learner']
 
 # %% ../nbs/07_learner.ipynb #b8e87f77
 def cam_head(nf:int, # channels of the body's features
@@ -235,3 +241,35 @@ def gradcam(self:Learner,
            )->Tensor: # (bs, h, w)
     "Grad-CAM maps of `target` at `layer` for `x`"
     return gradcam_maps(self.model, _as_batch(x), target, layer)
+
+# %% ../nbs/07_learner.ipynb #27659089
+def _pets_model_file(name, size, n, epochs, lr, bs, seed, bf16)->Path:
+    "Where `pets_learner` keeps the weights trained with these settings"
+    return fastai_path('model')/(f'fastcam-pets-{name}-{size}px-n{n}-{epochs}ep-lr{lr:g}-bs{bs}-seed{seed}-'
+                                  f'{"bf16" if bf16 else "fp32"}-torch{torch.__version__.split("+")[0]}.pth')
+
+def pets_learner(arch=torchvision.models.resnet18, # the body: a torchvision-style function, or a timm architecture's name
+                 size:int=96, # image side in pixels
+                 n:int=2000, # images in the bundled set (80 % to train, 20 % to validate)
+                 epochs:int=6, # `fit_one_cycle` epochs
+                 lr:float=3e-3, # its peak learning rate
+                 bs:int=32, # batch size
+                 seed:int=0, # for the weights, the batches and the augmentation
+                 path=None, # where the learner works (e.g. its saved maps); default the data's folder
+                )->CAMLearner: # with `history`: the epoch table of its training
+    "A `cam_learner` on the bundled pets, trained from scratch once per setting and cached: the model the lessons explain"
+    set_seed(seed, reproducible=True)
+    dls = pets_dls(n=n, size=size, bs=bs, num_workers=0)
+    learn = cam_learner(dls, arch, pretrained=False, metrics=error_rate, path=path)
+    f = _pets_model_file(getattr(arch, '__name__', arch), size, n, epochs, lr, bs, seed, learn.trains_bf16)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f'{f}.lock'):                                     # one process trains; the others wait, then load
+        if not f.exists():
+            with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
+            names = [o for o in learn.recorder.metric_names if o not in ('epoch', 'time')]
+            hist = dict(epoch=list(range(epochs)), **{k: [float(v[i]) for v in learn.recorder.values] for i, k in enumerate(names)})
+            write_atomic(f, lambda p: torch.save(dict(model=learn.model.state_dict(), history=hist), p))
+    saved = torch.load(f, weights_only=True)
+    learn.model.load_state_dict(saved['model'])
+    learn.history = pd.DataFrame(saved['history']).set_index('epoch').round(4)
+    return learn

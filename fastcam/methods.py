@@ -107,15 +107,17 @@ class Method:
     params:dict=field(default_factory=dict) # its own parameters and their defaults, from `fn`'s signature
     doc:str='' # one line: what it does, from `fn`'s docstring
     def __repr__(self): return f"Method({self.name!r}, {self.label!r}, {self.kind!r}{''.join(f', {k}={v!r}' for k, v in self.params.items())})"
+    def __reduce__(self):                                    # pickled and copied by name: back as the registry's own record
+        return (get_method, (self.name,)) if self is AUTO or _REGISTRY.get(self.name) is self else super().__reduce__()
 
 # %% ../nbs/02_methods.ipynb #47f950c8
 _REGISTRY, _STATE = {}, dict(ready=False, loaded=False)
+_RESERVED = {'model', 'x', 'target', 'layer', 'layout', 'eigen_smooth', 'bf16', 'with_logits', 'self'}   # `Method.maps`'s own arguments
 
-def _builtins():
-    "Load, once, the methods of `fastcam.passes` and those installed packages register under the entry points `fastcam.methods`"
+def _plugins():
+    "Load, once, at the first lookup, the methods installed packages register under the entry points `fastcam.methods`"
     if _STATE['loaded'] or not _STATE['ready']: return
     _STATE['loaded'] = True
-    importlib.import_module('fastcam.passes')
     for ep in importlib.metadata.entry_points(group='fastcam.methods'):
         try: ep.load()
         except Exception as e: warnings.warn(f"fastcam: the methods of {ep.value!r} (entry point {ep.name!r}) could not be loaded: {type(e).__name__}: {e}")
@@ -131,7 +133,6 @@ def register(name:str, # what `method=` will take; not 'auto'
             )->Method: # the record (the decorated name becomes it)
     "Add the method `name` to the registry: `method=name` then works in `class_maps`, `TopLossCAM`, `show_cam` and `fastcam explain`"
     if fn is None: return lambda f: register(name, label, kind, f, relu, bf16, eigen, replace)
-    _builtins()
     if not isinstance(name, str) or not name or any(ch in name for ch in ' ,=') or name == 'auto':
         raise ValueError(f"a method's name is a word without spaces, commas or '=', and not 'auto': not {name!r}")
     if kind not in KINDS: raise ValueError(f"`kind` must be one of {', '.join(map(repr, KINDS))}, not {kind!r}")
@@ -139,16 +140,21 @@ def register(name:str, # what `method=` will take; not 'auto'
     ps = list(inspect.signature(fn).parameters.values())
     if not ps or any(p.default is p.empty for p in ps[1:]):
         raise TypeError(f"`fn` takes the capture, then only parameters with defaults (its own settings, e.g. `bs=32`): {fn.__name__}{inspect.signature(fn)}")
+    if bad := [p.name for p in ps[1:] if p.name in _RESERVED]: raise ValueError(f"a method's parameter can't be called {bad[0]!r}: `maps` takes that argument itself")
     old = _REGISTRY.get(name)
-    if old is not None and not replace and old.fn.__qualname__ != fn.__qualname__:   # the same function again: a cell or a module re-run
+    if old is not None and not replace and not _same(old.fn, fn):
         raise ValueError(f"a method called {name!r} is registered already ({old.label}): pass `replace=True` to replace it")
     m = Method(name, label or name, kind, fn, relu, bf16, eigen, {p.name: p.default for p in ps[1:]}, (fn.__doc__ or '').strip().split('\n')[0])
     _REGISTRY[name] = m
     return m
 
+def _same(f, g)->bool:
+    "Whether `g` is `f` again: a module imported again, or a notebook defining what the module it exports defines"
+    return f.__qualname__ == g.__qualname__ and (f.__module__ == g.__module__ or '__main__' in (f.__module__, g.__module__))
+
 def unregister(name:str)->Method: # the record removed
     "Remove the method `name` from the registry"
-    _builtins()
+    _plugins()
     if name not in _REGISTRY: raise ValueError(f"no method called {name!r} is registered")
     return _REGISTRY.pop(name)
 
@@ -160,13 +166,13 @@ def get_method(method)->Method:
     if isinstance(method, Method): return method
     if not isinstance(method, str): raise TypeError(f"`method` must be a method's name or a `Method`, not {type(method).__name__}")
     if method == AUTO.name: return AUTO
-    _builtins()
+    _plugins()
     if method not in _REGISTRY: raise ValueError(f"unknown `method` {method!r}: use 'auto' or one of {', '.join(map(repr, _REGISTRY))}")
     return _REGISTRY[method]
 
 class _Names:
     "The names of the registered methods, read from the registry each time: a tuple that stays up to date"
-    def _all(self): _builtins(); return tuple(_REGISTRY)
+    def _all(self): _plugins(); return tuple(_REGISTRY)
     def __iter__(self): return iter(self._all())
     def __len__(self): return len(self._all())
     def __getitem__(self, i): return self._all()[i]
@@ -177,7 +183,7 @@ class _Names:
 class _Kind(Mapping):
     "The registered methods of one kind, by name (read-only, up to date)"
     def __init__(self, kind): self.kind = kind
-    def _all(self): _builtins(); return {n: m for n, m in _REGISTRY.items() if m.kind == self.kind}
+    def _all(self): _plugins(); return {n: m for n, m in _REGISTRY.items() if m.kind == self.kind}
     def __getitem__(self, k): return self._all()[k]
     def __iter__(self): return iter(self._all())
     def __len__(self): return len(self._all())
@@ -202,7 +208,9 @@ def load_plugins(*plugins:str)->list: # the modules imported
             else:
                 if os.getcwd() not in sys.path: sys.path.append(os.getcwd())   # a module beside the user, as `python -m` finds it
                 mod = importlib.import_module(p)
-        except Exception as e: raise ValueError(f"the plugin {p!r} could not be loaded: {type(e).__name__}: {e}") from None
+        except Exception as e:
+            sys.modules.pop(Path(p).stem if p.endswith('.py') else p, None)   # no half-loaded module left behind
+            raise ValueError(f"the plugin {p!r} could not be loaded: {type(e).__name__}: {e}") from None
         mods.append(mod)
     return mods
 
@@ -347,4 +355,5 @@ def _gradcamelementwise(c:Capture):
 register('eigengradcam', 'EigenGradCAM', 'gradient', _hirescam.fn, eigen=True)   # HiResCAM's g·A, its first principal component
 
 # %% ../nbs/02_methods.ipynb #0766dcb7
-_STATE['ready'] = True                                # the built-in methods of `fastcam.passes` load on the first lookup from here on
+import fastcam.passes                                 # the methods with passes of their own register themselves (`03_passes`)
+_STATE['ready'] = True                                # installed packages' methods load at the first lookup from here on

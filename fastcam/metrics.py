@@ -15,7 +15,7 @@ from scipy import ndimage, stats
 from torchvision.transforms.functional import gaussian_blur
 from fastprogress.fastprogress import progress_bar
 from .trace import body_and_head, layer_name, as_found, as_batch, trace
-from .methods import METHODS, get_method, targets
+from .methods import METHODS, Method, get_method, targets
 from .cam import class_maps
 from .vis import upsample_maps, normalize_maps
 from .data import pets_boxes
@@ -134,7 +134,7 @@ def sanity_check(model:nn.Module, # a trained classifier (left untouched: the ch
                  seed:int=0, # for the re-initialisation
                 )->pd.DataFrame: # one row per step: what is randomised, the mean and lowest rank correlation
     "Adebayo et al.'s cascading model-parameter randomisation: how much `method`'s maps change as the layers are re-initialised"
-    f = method if callable(method) else lambda m, x, t: class_maps(m, x, t, method, layer)
+    f = method if callable(method) and not isinstance(method, Method) else lambda m, x, t: class_maps(m, x, t, method, layer)
     with as_found(model), torch.no_grad(): t = model(as_batch(model, x)).argmax(1)
     base = f(model, x, t).detach().flatten(1).double().cpu().numpy()
     rnd, rows = deepcopy(model), []

@@ -15,6 +15,7 @@ from PIL import Image
 from fastcore.meta import delegates
 from fastai.torch_core import show_image
 from fastai.vision.data import get_grid
+from .pages import html_link, html_page, html_gallery      # fastcam 0.2 had them here
 
 # %% auto #0
 __all__ = ['normalize_maps', 'upsample_maps', 'show_map', 'show_maps', 'overlays', 'overlay']

@@ -29,3 +29,4 @@ def test_readme_figures_are_in_the_repo():
     figs = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', readme)
     assert {'nbs/images/demo_top_losses.png', 'nbs/images/methods.png', 'nbs/images/align.png'} <= set(figs)
     for f in figs: assert (root/f).is_file() and (root/f).stat().st_size < 200_000, f
+

@@ -91,3 +91,17 @@ def test_command_line_plugin(plugin, small, tmp_path):
     assert r.returncode == 1 and "fastcam explain: unknown `method` 'signgrad'" in r.stderr
     r = run('methods', '--plugin', str(plugin/'my_methods.py'))                                        # a file works too
     assert r.returncode == 0 and "signgrad (Sign-grad CAM; gradient; --param power=1): Each channel weighed by the mean sign of its gradient" in r.stdout
+
+def test_installed_packages_register_by_entry_points(monkeypatch):
+    "A package that declares an entry point in the group `fastcam.methods` has its methods loaded at the first lookup; one that fails is a warning"
+    import fastcam.methods as fm
+    class EP:
+        def __init__(self, name, load): self.name, self.value, self.load = name, f'pkg_{name}:methods', load
+    def good(): fm.register('epgrad', 'EP-grad', fn=lambda c: c.grad.mean((2, 3)))
+    def bad(): raise ImportError('no such thing')
+    monkeypatch.setattr(fm.importlib.metadata, 'entry_points', lambda group: [EP('good', good), EP('bad', bad)] if group == 'fastcam.methods' else [])
+    monkeypatch.setitem(fm._STATE, 'loaded', False)
+    with pytest.warns(UserWarning, match="the methods of 'pkg_bad:methods' \\(entry point 'bad'\\) could not be loaded: ImportError: no such thing"):
+        assert 'epgrad' in METHODS
+    assert get_method('epgrad').label == 'EP-grad'
+    unregister('epgrad')
