@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN   = $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test install dev lint bench mutants wheel notebooks figures
+.PHONY: demo test install dev lint bench mutants wheel notebooks figures contact
 
 $(BIN)/python:                       ## torch's CUDA build makes the environment about 6.5 GB: say so before pip runs out of room
 	@free=$$(df -Pk $(dir $(abspath $(VENV))) | awk 'NR==2 {print int($$4/1048576)}'); [ "$$free" -ge 8 ] || { \
@@ -47,9 +47,13 @@ bench: install                       ## speed and memory against the lower bound
 mutants: dev                         ## inject the bugs of tools/mutants.toml one at a time; print which the tests catch (20-30 min)
 	$(BIN)/python tools/mutants.py
 
-notebooks: dev                       ## run every notebook and save it with its outputs (about 4 min): what a reader sees on GitHub
+notebooks: dev                       ## run every notebook and save it with its outputs (about 8 min): what a reader sees on GitHub; contact/index.html: every figure with its text
 	$(BIN)/python tools/notebooks.py
 	$(BIN)/python tools/readme.py
+	$(BIN)/python tools/contact.py
+
+contact: dev                         ## contact/: every figure with the text around it, and each notebook rendered and screenshot (needs chromium)
+	$(BIN)/python tools/contact.py --shots
 
 figures: install                     ## the README's figures in nbs/images/ (runs the demo: about 2 min)
 	$(BIN)/python tools/figures.py

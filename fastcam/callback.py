@@ -45,6 +45,7 @@ def class_names(vocab, # the classes, as `dls.vocab`
 # %% ../nbs/08_callback.ipynb #4c600b3c
 _COLUMNS = 'idxs', 'actual', 'predicted', 'probs', 'losses', 'maps', 'imgs', 'map_item', 'map_class'
 
+# %% ../nbs/08_callback.ipynb #8f8fdf73
 @dataclass(kw_only=True, eq=False)
 class TopLosses:
     "The `k` highest-loss validation items and their maps: positions, items, classes, probabilities, losses, images; maps of (item, class)"
@@ -97,9 +98,10 @@ def table(self:TopLosses, labels=None)->pd.DataFrame:
     v = class_names(self.vocab, labels)
     lab = lambda r: ';'.join(v[c] for c in r.nonzero().flatten().tolist()) if self.multi_label else v[int(r)]
     return pd.DataFrame(dict(target=[lab(r) for r in self.actual], predicted=[lab(r) for r in self.predicted],
-                             probabilities=[f'{p.tolist()}' if self.multi_label else f'{float(p):.4f}' for p in self.probs],
+                             probabilities=['[' + ', '.join(f'{v:.2f}' for v in p.tolist()) + ']' if self.multi_label else f'{float(p):.4f}' for p in self.probs],
                              loss=self.losses.tolist()))
 
+# %% ../nbs/08_callback.ipynb #0f08d343
 @patch
 def show(self:TopLosses, k:int=None, ncols:int=3, figsize=None,
          labels=None, # names to show for the classes: a list in vocab order, or a dict (e.g. `{True: 'cat', False: 'dog'}`)
@@ -142,6 +144,7 @@ def _old_layer(s):
     except (ValueError, SyntaxError): return s
     return o if isinstance(o, (int, list)) else s
 
+# %% ../nbs/08_callback.ipynb #6bb7a653
 @patch(cls_method=True)
 def from_dict(cls:TopLosses, d:dict)->TopLosses:
     "A `TopLosses` from what `to_dict` gave (or fastcam 0.2's maps.pt)"
@@ -251,6 +254,7 @@ def after_validate(self:TopLossCAM):
         self.done = _gathered(self.top, self.k) if self.share else self.top     # every process takes part, or none does
     self.collect = False
 
+# %% ../nbs/08_callback.ipynb #97c2dd8e
 @patch
 def after_fit(self:TopLossCAM):
     "The maps of the last whole pass's top `k`, saved; under distributed training made and saved by the first process, given to the others"
@@ -336,6 +340,7 @@ class _TopLossPass(TopLossCAM):
     "`TopLossCAM` for one `get_preds` pass, outside a fit"
     def before_validate(self): super().before_validate(); self.collect = True
 
+# %% ../nbs/08_callback.ipynb #299ac7e9
 @patch
 def show_cam(self:Learner,
              k:int=None, # how many: default the callback's `k` (or 9)

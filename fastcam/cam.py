@@ -118,6 +118,7 @@ def named(self:CamOpts, model:nn.Module)->CamOpts:
     lay = self.layer
     return self.replace(layer=tuple(_plain(l, model) for l in lay) if isinstance(lay, tuple) else _plain(lay, model))
 
+# %% ../nbs/04_cam.ipynb #3890e1e1
 @patch(cls_method=True)
 def from_dict(cls:CamOpts, d:dict)->CamOpts:
     "The options `to_dict` wrote (its registered methods must be loaded: `load_plugins`)"
@@ -186,6 +187,7 @@ def _aug_smoothed(model, f):
         return aug_smooth_maps(lambda xa: f(xa, t)[0], x), logits
     return g
 
+# %% ../nbs/04_cam.ipynb #877cebee
 @delegates(CamOpts, but=['method', 'layer', 'target'])
 def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear head)
                x:Tensor, # a batch of images (bs, channels, h, w)
@@ -212,6 +214,7 @@ def _target_of(target, rule):
     if isinstance(t, str): raise ValueError(f"`target` {t!r}: `class_maps` takes class indices; class names and 'actual' are for `TopLossCAM` and `fastcam explain`, which know the vocab and the labels")
     return t
 
+# %% ../nbs/04_cam.ipynb #de84402b
 @delegates(CamOpts, but=['method', 'layer', 'target'])
 def gradcam_maps(model:nn.Module, # any classifier
                  x:Tensor, # a batch of images (bs, channels, h, w)

@@ -42,6 +42,7 @@ def _plugins(plugin):
     try: load_plugins(*[o.strip() for o in plugin.split(',') if o.strip()])
     except ValueError as e: raise CliError(f'--plugin: {e}') from None
 
+# %% ../nbs/13_cli.ipynb #6dafaed1
 @call_parse
 def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled: load only files you trust
             *images:str, # image files and folders (searched recursively)
@@ -67,6 +68,7 @@ def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled:
     return explain_images(learner, *images, out=out, bs=bs, force=force, num_workers=num_workers,
                           distributed=True, **opts)                              # under torchrun: each process a share
 
+# %% ../nbs/13_cli.ipynb #e1a2eb78
 @call_parse
 def methods(plugin:str=None, # modules (or .py files) that register methods of their own, joined by commas: imported first
            ):

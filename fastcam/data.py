@@ -135,6 +135,7 @@ def bundled_pets(n:int=2000, # images in the set
         if force or _complete(path, n) is None: _draw(path, n, size, seed)
     return path
 
+# %% ../nbs/06_data.ipynb #a777e715
 def _draw(path, n, size, seed):
     "Draw the set's first `n` images into `path/'images'`, then its boxes.csv"
     rows, counts = [], {}

@@ -74,6 +74,7 @@ def write_report(out:Path, res:dict)->Path: # the page
 # %% ../nbs/12_demo.ipynb #ec59b38d
 ARCHS = ('resnet18', 'resnet34', 'resnet50')
 
+# %% ../nbs/12_demo.ipynb #82d17189
 def run_demo(out:str='fastcam_demo', # folder for the report (index.html), the top-loss maps, summary.json and the learner (model.pkl)
              arch:str='resnet18', # the body: resnet18, resnet34 or resnet50 (trained from scratch)
              epochs:int=6, # one-cycle epochs

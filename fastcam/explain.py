@@ -95,6 +95,7 @@ def _overlaid(jobs:list, relu:bool)->list: # (name, map (array), overlay (h, w, 
 def _npy(a)->bytes: buf = io.BytesIO(); np.save(buf, a); return buf.getvalue()
 def _png(a)->bytes: buf = io.BytesIO(); Image.fromarray(a).save(buf, format='png', compress_level=1, compress_type=2); return buf.getvalue()   # fast: zlib's level 1 of 9, Huffman codes only
 
+# %% ../nbs/10_explain.ipynb #67c83fc8
 def _write_maps(out:Path, jobs:list):
     "Write the raw map and the overlay of each (name, map, overlay) of `jobs` into `out`"
     for stem, cam, ovl in jobs:
@@ -188,6 +189,7 @@ def _target(target, vocab)->int|None:
     if isinstance(target, str) and re.fullmatch(r'\d+', target) and int(target) < len(vocab): return int(target)
     raise CliError(f"unknown --target {target!r}: use 'predicted', a class of {vocab} or its index")
 
+# %% ../nbs/10_explain.ipynb #42c982a3
 def _options(learn, opts:CamOpts, kw:dict)->tuple: # (the options as used, as asked, why auto chose, the memory format)
     "Check the options against the learner, on a noise image: the method chosen, each map's class, and the memory format for the model"
     kw = {**kw, **{k: f(kw[k]) for k, f in (('layer', _layer), ('params', _params)) if k in kw}}
@@ -218,6 +220,7 @@ def _csv(f)->pd.DataFrame|None:
     try: return pd.read_csv(f, dtype=str, keep_default_na=False)
     except (FileNotFoundError, pd.errors.EmptyDataError): return None
 
+# %% ../nbs/10_explain.ipynb #6f29e0cc
 def _done(out, method, layer, target, options):
     "Rows, by file, of an earlier run into `out` with the same options (as written in its index and partial indexes) whose maps are all there"
     old = [o for o in map(_csv, [out/'index.csv', *sorted(out.glob('.index.*.csv'))]) if o is not None and set(_COLS) <= set(o.columns)]
@@ -293,6 +296,7 @@ def _namer(files, vocab, multi):
     root, labels = os.path.commonpath([str(f.parent) for f in files]), _file_labels(vocab)
     return lambda f, c: f'{_out_name(f, root)}.{labels[c]}' if multi else _out_name(f, root)
 
+# %% ../nbs/10_explain.ipynb #cddc2d41
 def _explain_files(learn, files, out, o, fmt, cols, names, bs, num_workers, progress)->dict: # file: its rows
     "Explain `files` batch by batch, their overlays drawn a batch at a time and written (by a thread, where a core is free for it, while the next batch runs); `progress(rows so far)` every 2 s and at the end"
     res, pending, vocab, last = {}, None, [str(v) for v in learn.dls.vocab], time.monotonic()   # pending: the batch being written

@@ -179,6 +179,7 @@ class CAMLearner(Learner):
 # %% ../nbs/07_learner.ipynb #fa9b1db6
 def _cb_name(cb): return camel2snake(re.sub('Callback$', '', cb.__name__)) if isinstance(cb, type) else cb.name   # fastai's attribute name
 
+# %% ../nbs/07_learner.ipynb #d5b207e3
 @delegates(vision_learner, but=['cut', 'custom_head', 'concat_pool', 'pool', 'lin_ftrs', 'first_bn', 'bn_final', 'lin_first', 'y_range'])
 def cam_learner(dls, # the data, e.g. `pets_dls()`
                 arch, # a torchvision-style model function, e.g. `resnet34`, or a timm architecture's name, e.g. 'convnext_tiny'

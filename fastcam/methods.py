@@ -60,6 +60,7 @@ def _blind(model, m, x):
                       f"block after its attention, where only the class token reaches the head), so its maps would be all zero: "
                       f"use the default layer ({name_of(model, trace(model, x).layer)!r}) or an earlier one")
 
+# %% ../nbs/02_methods.ipynb #e680ecb1
 def capture(model:nn.Module, # any classifier
             x:Tensor, # a batch of images (bs, channels, h, w)
             target=None, # as in `targets`
@@ -122,6 +123,7 @@ def _plugins():
         try: ep.load()
         except Exception as e: warnings.warn(f"fastcam: the methods of {ep.value!r} (entry point {ep.name!r}) could not be loaded: {type(e).__name__}: {e}")
 
+# %% ../nbs/02_methods.ipynb #ae437066
 def register(name:str, # what `method=` will take; not 'auto'
              label:str=None, # what captions say (default: `name`)
              kind:str='gradient', # one of `KINDS`
@@ -152,6 +154,7 @@ def _same(f, g)->bool:
     "Whether `g` is `f` again: a module imported again, or a notebook defining what the module it exports defines"
     return f.__qualname__ == g.__qualname__ and (f.__module__ == g.__module__ or '__main__' in (f.__module__, g.__module__))
 
+# %% ../nbs/02_methods.ipynb #d190d2e1
 def unregister(name:str)->Method: # the record removed
     "Remove the method `name` from the registry"
     _plugins()
@@ -189,6 +192,7 @@ class _Kind(Mapping):
     def __len__(self): return len(self._all())
     def __repr__(self): return f'{type(self).__name__}({self.kind!r}: {list(self._all())})'
 
+# %% ../nbs/02_methods.ipynb #0c553f01
 METHODS = _Names()                                   # every registered method's name, in the order registered
 WEIGHTS, FORWARD = _Kind('gradient'), _Kind('forward')   # fastcam 0.2's names: the gradient methods, the methods with passes of their own
 
@@ -261,6 +265,7 @@ def check(self:Method, params:dict=None, bf16:bool=False)->dict: # the parameter
                          f"does not take it: leave `bf16` False")
     return params
 
+# %% ../nbs/02_methods.ipynb #1639b433
 @patch
 def __call__(self:Method, c:Capture, **params)->Tensor: # (bs, h, w)
     "The maps of capture `c` by this method: its function's weights applied to `c.act` (`weigh`), or its map as it is"

@@ -153,6 +153,7 @@ def _centre_boxes(boxes, size):
     c = torch.tensor([W / 2, H / 2])
     return torch.cat([c - wh / 2, c + wh / 2]).expand(len(boxes), 4)
 
+# %% ../nbs/09_metrics.ipynb #eb00a8c9
 def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
                         dl=None, # default `learn.dls.valid`
                         methods=None, # names or `Method`s; default every registered method the model allows (CAM needs GAP → Linear)
@@ -184,4 +185,3 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
     rows.append(dict(method='centre', layer='', map='', pointing_game=pointing_game(centre_maps(torch.zeros(seen, 2, 2)), boxes, size).float().mean().item(),
                      mean_iou=iou.mean().item(), iou_50=(iou >= .5).float().mean().item()))
     return pd.DataFrame(rows).set_index('method')
-

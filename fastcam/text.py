@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd, torch
 from torch import nn, Tensor
 import matplotlib
+import matplotlib.pyplot as plt
 from fastai.data.external import fastai_path
 from fastai.text.data import TextDataLoaders
 from .hooks import GraphCut
@@ -19,7 +20,8 @@ from .trace import as_found, get_layer
 from .methods import targets
 
 # %% auto #0
-__all__ = ['POSITIVE', 'NEGATIVE', 'review', 'bundled_reviews', 'reviews_dls', 'text_cnn', 'token_maps', 'highlight']
+__all__ = ['POSITIVE', 'NEGATIVE', 'review', 'bundled_reviews', 'reviews_dls', 'text_cnn', 'token_maps', 'highlight',
+           'highlight_figure']
 
 # %% ../nbs/11_text.ipynb #226fc6d3
 POSITIVE = ('wonderful', 'brilliant', 'superb', 'delightful', 'excellent', 'moving', 'charming', 'gripping', 'beautiful', 'funny')
@@ -110,3 +112,33 @@ def highlight(tokens:list, # the tokens of one review
     spans = [f'<span style="background-color:{matplotlib.colors.to_hex(cm(.8 * v))};padding:1px">{html.escape(t)}</span>'
              for t, v in zip(tokens, w.tolist()) if t not in skip]
     return '<p style="line-height:1.8">' + ' '.join(spans) + '</p>'
+
+# %% ../nbs/11_text.ipynb #8ca35608
+def _wrap(words:list, width:int)->list: # lines of (word, weight)
+    "`words` (word, weight) wrapped into lines of at most `width` characters"
+    lines, n = [[]], 0
+    for t, v in words:
+        if lines[-1] and n + len(t) > width: lines.append([]); n = 0
+        lines[-1].append((t, v)); n += len(t) + 1
+    return lines
+
+def highlight_figure(reviews:list, # (label, tokens, weights) per review
+                     cmap:str='Greens', skip=('xxbos', 'xxpad', 'xxmaj'), # as in `highlight`
+                     width:int=100, # characters per line
+                    )->plt.Figure:
+    "`highlight` as a picture: each review's label, then its words, each on a background as strong as its (ReLU'd, scaled) weight"
+    cm, rows = matplotlib.colormaps[cmap], []
+    for label, tokens, weights in reviews:
+        w = torch.as_tensor(weights).float().relu(); w = w / w.max() if w.max() > 0 else w
+        rows += [[(str(label), None)]] + _wrap([(t, v) for t, v in zip(tokens, w.tolist()) if t not in skip], width)
+    fig = plt.figure(figsize=(width * .09 + .2, .26 * len(rows) + .2))
+    ax = fig.add_axes([0, 0, 1, 1])                                   # the whole figure: one character per unit, as the font is wide
+    for y, line in enumerate(rows):
+        x = 0
+        for t, v in line:
+            bold = v is None
+            ax.text(x, y, t, family='monospace', fontsize=10, va='center', weight='bold' if bold else 'normal',
+                    bbox=None if bold else dict(boxstyle='square,pad=0.1', fc=matplotlib.colors.to_hex(cm(.8 * v)), ec='none'))
+            x += len(t) + 1
+    ax.set_xlim(-1, width + 1); ax.set_ylim(len(rows) - .5, -.5); ax.set_axis_off()
+    return fig

@@ -126,6 +126,7 @@ def _global_avgs(calls)->set:
     return res
 def _a(name:str)->str: return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
 
+# %% ../nbs/01_trace.ipynb #76529797
 def _affine(head, avgs=())->tuple: # ((W, b), '') or (None, why not)
     "`W`, `b` such that the head computes `W @ mean_ij(features) + b`: GAP → (flatten, dropout, BatchNorm1d, Linear)*; `avgs`: the average poolings that are global"
     W = b = None; pooled = False
@@ -178,6 +179,7 @@ class ChannelsLast(Layout):
     name, channel_axis = 'nhwc', -1
     def to_map(self, t): return t.permute(0, 3, 1, 2)
 
+# %% ../nbs/01_trace.ipynb #d5532c3d
 @dataclass(frozen=True)
 class Tokens(Layout):
     "(bs, prefix + h·w, channels): a transformer's tokens, `prefix` of them (class, distillation, registers) before the patches of a `grid`"
@@ -209,6 +211,7 @@ def _is_grid(hw, size)->bool:
 
 def _grid_of(lay:Layout, shape:tuple)->tuple: return shape[1:] if lay.channel_axis == 1 else shape[:2]   # (h, w) of a (c, h, w) or (h, w, c) output
 
+# %% ../nbs/01_trace.ipynb #681c6539
 def _layouts(model, calls, x)->dict:
     "The layout of every traced module's output: a `Layout`, or a `NoLayout` that says why it has none"
     leaves = sorted((c for c in calls if not _has_kids(c.module) and isinstance(c.out, Tensor)), key=lambda c: c.end)
@@ -262,6 +265,7 @@ def _blind(calls, out, layouts)->set:
     blind = {c.module for c in cs if gs[id(c.out)] is None or not layouts[c.module].to_map(gs[id(c.out)]).any()}
     return blind if len(blind) < len({c.module for c in cs}) else set()   # blind everywhere: the score ignores the input (a zero head)
 
+# %% ../nbs/01_trace.ipynb #dac4c7c4
 def _analyse(model, calls, out, x)->Trace:
     feats, made = _features(model, calls)
     groups, chain = _groups(model, calls, made)
@@ -291,6 +295,7 @@ def _analyse(model, calls, out, x)->Trace:
 
 _TRACES = weakref.WeakKeyDictionary()   # model: ((its modules, the input's shape), Trace)
 
+# %% ../nbs/01_trace.ipynb #fc4e848b
 def trace(model:nn.Module, # any model (unwrapped from DDP or `torch.compile` first)
           x:Tensor=None, # an input batch (its first item is used); default: the last one traced, else 64×64 zeros
          )->Trace:
@@ -340,6 +345,7 @@ def get_layer(model:nn.Module, # any classifier
         return groups[layer]
     raise TypeError(f"`layer` must be None, an int (into the body), an nn.Module or a dotted name, not {type(layer).__name__}")
 
+# %% ../nbs/01_trace.ipynb #eda62b09
 def layer_name(model:nn.Module, layer, x:Tensor=None)->str: # e.g. 'layer4', or 'layer4 + layer3' for a list
     "The name of the module `layer` stands for, or of each, joined by ' + ', where it is a list"
     return ' + '.join(name_of(model, get_layer(model, l, x)) for l in (layer if isinstance(layer, (list, tuple)) else [layer]))

@@ -79,9 +79,10 @@ def show_maps(maps:Tensor, # (bs, h, w)
               imgs=None, # one image per map, or None
               titles=None, # one title per map, or None
               ncols:int=3, figsize=None, **kwargs)->list: # the axes, one per map
-    "Show each of `maps` over its image of `imgs` on a grid; returns the axes"
+    "Show each of `maps` over its image of `imgs` on a grid of at most `ncols` columns, rows as full as they can be; returns the axes"
     n = len(maps)
-    axs = get_grid(n, ncols=min(ncols, n), figsize=figsize)
+    rows = -(-n // min(ncols, n))
+    axs = get_grid(n, ncols=-(-n // rows), figsize=figsize)      # 4 maps in 3 columns: 2×2, not 2×3 with two panels empty
     for i, ax in enumerate(axs):
         show_map(maps[i], None if imgs is None else imgs[i], ax=ax, title=None if titles is None else titles[i], **kwargs)
     return axs
@@ -105,6 +106,7 @@ def _lut(cmap:str)->Tensor: # (N + 1, 3) in [0, 255]
     c = matplotlib.colormaps[cmap]
     return torch.tensor(np.concatenate([c(np.arange(c.N)), c([np.nan])])[:, :3] * 255, dtype=torch.float64)
 
+# %% ../nbs/05_vis.ipynb #5e4694d5
 def overlays(maps:Tensor, # (n, h, w)
              imgs, # one decoded image per map: an (n, 3, H, W) tensor, or a list of PIL images, tensors or arrays of one size
              alpha:float=0.6, cmap:str='magma',

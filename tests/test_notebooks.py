@@ -6,8 +6,8 @@ import pytest
 
 root = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((root/'nbs').glob('[!_.]*.ipynb')) + sorted((root/'nbs'/'course').glob('[!_.]*.ipynb'))
-SHOW_MAPS = {'index', '05_vis', '06_data', '08_callback', '09_metrics', '01_cam_and_hooks', '02_questionnaire', '03_keepdim'}
-SHOW_HTML = {'10_explain', '11_text', '04_text_cam'}      # tables, and the words of a text highlighted by their maps
+SHOW_MAPS = {'index', '05_vis', '06_data', '08_callback', '09_metrics', '10_explain', '11_text', '01_cam_and_hooks', '02_questionnaire', '03_keepdim', '04_text_cam'}
+SHOW_HTML = {'10_explain', '04_text_cam'}      # tables, and the words of a text highlighted by their maps
 
 def outputs(fn): return [(c, o) for c in json.loads(fn.read_text())['cells'] if c['cell_type'] == 'code' for o in c['outputs']]
 
@@ -30,3 +30,52 @@ def test_readme_figures_are_in_the_repo():
     assert {'nbs/images/demo_top_losses.png', 'nbs/images/methods.png', 'nbs/images/align.png'} <= set(figs)
     for f in figs: assert (root/f).is_file() and (root/f).stat().st_size < 200_000, f
 
+# What a reader should never see in a saved output (issue 28): warnings and tracebacks, this machine's temporary paths,
+# object reprs where a figure or a value was meant, fastai's epoch log as bare lists, floats printed to 16 digits
+TMP = re.compile(r'/tmp/|\btmp[a-z0-9_]{8}\b')
+REPR = re.compile(r'<(?:matplotlib\.[\w.]+|Axes|AxesSubplot|Figure)\b[^>]*>')
+BARE_EPOCH = re.compile(r'^\[\d+, [-\d.]+, [-\d.]+', re.M)
+LONG_FLOAT = re.compile(r'\d\.\d{7,}')
+ERROR_LINE = re.compile(r'error(?: rate)?\b[^\n%]{0,60}?(\d+(?:\.\d+)?) ?%', re.I)
+COURSE = {f.stem for f in (root/'nbs'/'course').glob('[!_.]*.ipynb')}
+MODEL_MAPS = {'index', '04_cam', '05_vis', '08_callback', '09_metrics', '10_explain', *COURSE}   # maps of a trained model, shown
+
+def text_of(o):
+    "What a reader sees as text: a stream, or a value shown as text (a figure's text form is hidden behind its picture)"
+    d = o.get('data', {})
+    return ''.join(o.get('text', '')) + ('' if 'image/png' in d or 'text/html' in d else ''.join(d.get('text/plain', '')))
+
+@pytest.mark.parametrize('fn', NOTEBOOKS, ids=lambda f: f.stem)
+def test_outputs_are_clean(fn):
+    for c, o in outputs(fn):
+        t, where = text_of(o), f"{fn.name}, cell {c.get('id')}"
+        assert o['output_type'] != 'error' and 'Traceback' not in t, f'{where}: a traceback'
+        assert o.get('name') != 'stderr' and not re.search(r'\w+Warning\b:', t), f'{where}: a warning: {t[:200]!r}'
+        assert not TMP.search(t), f'{where}: a temporary path: {TMP.search(t)[0]!r}'
+        assert not REPR.search(t), f"{where}: an object's repr (end the line with `;`): {REPR.search(t)[0]!r}"
+        assert not BARE_EPOCH.search(t), f"{where}: fastai's epoch log as bare lists: show it as a table (not `no_bar`)"
+        assert not LONG_FLOAT.search(t), f'{where}: an unrounded float: {LONG_FLOAT.search(t)[0]!r}'
+
+@pytest.mark.parametrize('fn', [f for f in NOTEBOOKS if f.stem in MODEL_MAPS], ids=lambda f: f.stem)
+def test_maps_come_from_a_model_that_learned(fn):
+    "A notebook that shows maps prints its model's error, and it is at most 3 % unless the line says the model is weak on purpose"
+    lines = [l for c, o in outputs(fn) for l in text_of(o).splitlines() if ERROR_LINE.search(l)]
+    assert lines, f'{fn.name} shows maps but prints no error rate of its model'
+    for l in lines:
+        if not re.search(r'untrained|on purpose|random weights', l): assert float(ERROR_LINE.search(l)[1]) <= 3, f'{fn.name}: {l!r}'
+
+@pytest.mark.parametrize('fn', [f for f in NOTEBOOKS if f.stem in COURSE], ids=lambda f: f.stem)
+def test_course_figures_are_read(fn):
+    "In the course, every figure is followed by a markdown cell that says what it shows"
+    cells = json.loads(fn.read_text())['cells']
+    for i, c in enumerate(cells):
+        if c['cell_type'] == 'code' and any('image/png' in o.get('data', {}) for o in c['outputs']):
+            assert i + 1 < len(cells) and cells[i + 1]['cell_type'] == 'markdown', f"{fn.name}, cell {c.get('id')}: a figure nobody reads"
+
+@pytest.mark.parametrize('fn', NOTEBOOKS, ids=lambda f: f.stem)
+def test_styled_html_also_as_a_picture(fn):
+    "GitHub strips inline styles: highlighted HTML is also shown as a PNG, in the same cell"
+    for c in json.loads(fn.read_text())['cells']:
+        if c['cell_type'] != 'code': continue
+        styled = any('style="background' in ''.join(o.get('data', {}).get('text/html', '')) for o in c['outputs'])
+        if styled: assert any('image/png' in o.get('data', {}) for o in c['outputs']), f"{fn.name}, cell {c.get('id')}: styled HTML with no picture of it"

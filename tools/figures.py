@@ -3,13 +3,16 @@
 1. demo_top_losses.png: the demo's top-loss grid (`fastcam demo`, its defaults).
 2. methods.png: one map per method on the bundled pets, all at the layer the head pools, of each image's actual
    class, under the image with the animal's box.
-3. align.png: what the chapter's `extent` gets wrong: where a map cell really looks (the centroid of its input
-   gradient), and the cell as the chapter draws it and as `show_map` draws it; then a CAM both ways.
+3. align.png: what the chapter's `extent` gets wrong: where a map cell looks (the centroid of its input gradient, on
+   an untrained body and noise, where nothing learned pulls it), and the cell as the chapter draws it and as
+   `show_map` draws it; then a trained CAM both ways.
 """
 import shutil, sys, tempfile
 from pathlib import Path
 import matplotlib; matplotlib.use('Agg')
 import matplotlib.pyplot as plt, torch
+from torch import nn
+from torchvision.models import resnet18
 from PIL import Image
 from matplotlib.patches import Rectangle
 from fastai.learner import load_learner
@@ -48,33 +51,33 @@ def methods_figure(learn, fn, rows=4):
     fig.tight_layout(); fig.savefig(fn, dpi=DPI); plt.close(fig)
 
 def align_figure(learn, fn):
-    "Where one cell of the last feature map looks, and where the chapter's `extent` and `show_map` put it; then a CAM both ways"
+    "Where the middle cell of a 6×6 map looks (untrained body, noise: the centroid of its input gradient), where the chapter's `extent` and `show_map` draw it; then a trained CAM both ways"
     dl = learn.dls.valid
     x, y = (t.as_subclass(torch.Tensor) for t in dl.one_batch())
     i = int((y == 1).nonzero()[0, 0])
     img, b = learn.dls.decode((x[i:i+1],))[0][0], pets_boxes(dl)[i]
-    layer, model = get_layer(learn.model, -1, x), learn.model.eval()
-    feats = {}
-    h = layer.register_forward_hook(lambda m, a, o: feats.setdefault('o', o))
-    xi = x[i:i+1].clone().requires_grad_()
-    try: model(xi)
-    finally: h.remove()
-    f = feats['o']; H, W = x.shape[-2:]; hh, ww = f.shape[-2:]
-    ci, cj = hh // 2 - 1, ww // 2                                                  # a cell near the middle
+    torch.manual_seed(0)
+    body = nn.Sequential(*list(resnet18(weights=None).children())[:-3]).eval()      # the same body, untrained: no learned bias in where it looks
+    noise = torch.randn(1, 3, *x.shape[-2:]).requires_grad_()
+    f = body(noise); H, W = x.shape[-2:]; hh, ww = f.shape[-2:]
+    ci, cj = hh // 2, ww // 2                                                      # the middle cell: the image's edges don't cut its field
     f[0, :, ci, cj].sum().backward()
-    g = xi.grad.abs().sum((0, 1))
-    gy, gx = (g.sum(1) * torch.arange(H)).sum() / g.sum(), (g.sum(0) * torch.arange(W)).sum() / g.sum()
+    g = noise.grad.abs().sum((0, 1))
+    gy, gx = ((g.sum(1) * torch.arange(H)).sum() / g.sum()).item(), ((g.sum(0) * torch.arange(W)).sum() / g.sum()).item()
+    s = H // hh
+    assert abs(gy - s * ci) < 2 and abs(gx - s * cj) < 2, (gy, gx)              # the receptive-field centre: pixel (s·i, s·j)
     one = torch.zeros(hh, ww); one[ci, cj] = 1
     cam = class_maps(learn.model, x[i:i+1], y[i:i+1], 'cam')[0].cpu()
-    fig, axs = plt.subplots(1, 5, figsize=(13, 3.3))
+    fig, axs = plt.subplots(1, 5, figsize=(13, 3.4))
     axs[0].imshow(g, cmap='magma'); axs[0].set_axis_off(); axs[0].set_title(f'where cell {(ci, cj)} looks:\nits input gradient', fontsize=9)
-    show_map(one, img, ax=axs[1], align=False); axs[1].set_title("that cell, the chapter's extent:\nhalf a cell off", fontsize=9)
-    show_map(one, img, ax=axs[2]); axs[2].set_title('that cell, show_map:\non its receptive field', fontsize=9)
+    show_map(one, img, ax=axs[1], align=False); axs[1].set_title(f"that cell, the chapter's extent:\n{s // 2} px down and right of +", fontsize=9)
+    show_map(one, img, ax=axs[2]); axs[2].set_title('that cell, show_map:\non the +', fontsize=9)
     for ax in axs[:3]: ax.plot([gx], [gy], '+', c='cyan', ms=14, mew=2)
     for ax, al in zip(axs[3:], (False, True)):
         show_map(cam, img, ax=ax, align=al); box(ax, b)
-        ax.set_title(f"the cat's {hh}×{ww} CAM, " + ("the chapter's extent" if not al else 'show_map') + '\n(green: the animal)', fontsize=9)
-    fig.suptitle(f'+ : the centroid of the input gradient of cell {(ci, cj)} of the last {hh}×{ww} feature map ({H} px image)', fontsize=10)
+        ax.set_title(f"a cat's {hh}×{ww} CAM, " + ("the chapter's extent" if not al else 'show_map') + '\n(green: the animal)', fontsize=9)
+    fig.suptitle(f'+ : the centroid of the input gradient of cell {(ci, cj)} of a {hh}×{ww} map (an untrained resnet18 body, noise, {H} px): '
+                 f'pixel ({gy:.0f}, {gx:.0f}) = {s}·{(ci, cj)}', fontsize=10)
     fig.tight_layout(); fig.savefig(fn, dpi=DPI); plt.close(fig)
 
 def main(out=None):

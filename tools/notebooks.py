@@ -17,6 +17,7 @@ import warnings
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')     # fastai's import, and noise from libraries
 warnings.filterwarnings('ignore', message='load_learner` uses Python')             # (the notebooks say to load only trusted files)
 warnings.filterwarnings('ignore', message="Falling back to the 'python' engine")
+warnings.filterwarnings('ignore', message='no pretrained weights for')             # offline: the text says the model trains from scratch
 warnings.formatwarning = lambda msg, cat, *args, **kwargs: f'{cat.__name__}: {msg}\\n'   # a warning shown on purpose, without this machine's paths
 import fastprogress.fastprogress as _fp                                   # before fastai and fastcam import its bars by name:
 _fp.master_bar, _fp.progress_bar = _fp.NBMasterBar, _fp.NBProgressBar     # Jupyter's HTML bars and epoch table, not the console's
@@ -91,5 +92,7 @@ def main(args):
     failed = [str(f.relative_to(root)) for f, rc in zip(fns, rcs) if rc]
     print(f"{len(fns) - len(failed)} of {len(fns)} notebooks saved with their outputs in {time.time() - t0:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ''))
     if failed: sys.exit(1)
+    clean = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_notebooks.py'], cwd=root, capture_output=True, text=True)
+    if clean.returncode: sys.exit(f"what a reader would see is not clean (tests/test_notebooks.py):\n{clean.stdout[-3000:]}")
 
 if __name__ == '__main__': main(sys.argv[1:])
