@@ -69,16 +69,20 @@ class TopLosses:
         if self.map_item is None: self.map_item = torch.arange(len(self.maps))
         if self.map_class is None: self.map_class = self.predicted.long()
     def __len__(self): return len(self.idxs)
-    @property
-    def multi_label(self)->bool: return self.actual.ndim == 2
-    @property
-    def layer(self): return self.opts.layer                        # the layer asked for (fastcam 0.2)
-    @property
-    def asked(self)->tuple: return self.opts.method.name, self.opts.layer   # (method, layer) asked for (fastcam 0.2)
     def __repr__(self): return f'{type(self).__name__}({len(self)} items, {len(self.maps)} maps, method={self.method!r}, layer={self.layer_name!r})'
-    def caption(self)->str:
-        "What made the maps: 'CAM at 0.7 (auto: the head is GAP → Linear)', 'Grad-CAM at 0.5, eigen_smooth'"
-        return map_caption(self.method, self.layer_name, self.opts, self.why)
+
+# %% ../nbs/08_callback.ipynb #8c24e0f7
+@patch(as_prop=True)
+def multi_label(self:TopLosses)->bool: return self.actual.ndim == 2
+@patch(as_prop=True)
+def layer(self:TopLosses): return self.opts.layer                            # the layer asked for (fastcam 0.2)
+@patch(as_prop=True)
+def asked(self:TopLosses)->tuple: return self.opts.method.name, self.opts.layer   # (method, layer) asked for (fastcam 0.2)
+
+@patch
+def caption(self:TopLosses)->str:
+    "What made the maps: 'CAM at 0.7 (auto: the head is GAP → Linear)', 'Grad-CAM at 0.5, eigen_smooth'"
+    return map_caption(self.method, self.layer_name, self.opts, self.why)
 
 # %% ../nbs/08_callback.ipynb #b662537c
 @patch
@@ -213,21 +217,28 @@ class TopLossCAM(Callback):
     layer = property(lambda self: self.opts.layer)
     target = property(lambda self: ifnone(self.opts.target, 'predicted'))
 
-    def before_fit(self):                                              # fastai calls it around `validate` too
-        self.fitting, self.done = False, None
-        if not len(self.dls.valid): return
-        xb, yb = _peek(self.dls.valid)[:2]                              # wrong targets, layer or head: say so before training
-        if yb.is_floating_point() and not (yb.ndim == 2 and hasattr(self.learn.loss_func, 'thresh')):
-            raise ValueError(f"`TopLossCAM` needs a classifier (one class per item, or multi-label targets with a `thresh`), not targets "
-                             f"of {tuple(yb.shape)} {yb.dtype}: for a regression model, make maps of chosen images with `gradcam_maps`")
-        x = _as_plain(xb)[:1]
-        t = _class_of(self.opts.target, self.dls.vocab, 1)             # a class that is not in the vocab: said now too
-        with _rng_kept(): class_maps(self.learn.model, x, t, opts=self.opts.replace(target=None))   # the maps of one image, thrown away
-    def before_train(self): self.fitting = not hasattr(self.learn, 'lr_finder')   # a fit that trains, and is no `lr_find`
+# %% ../nbs/08_callback.ipynb #3e51c0d9
+@patch
+def before_fit(self:TopLossCAM):
+    "Say before training what would fail at the first validation: the targets, the class, the layer, the head (fastai calls it around `validate` too)"
+    self.fitting, self.done = False, None
+    if not len(self.dls.valid): return
+    xb, yb = _peek(self.dls.valid)[:2]                              # wrong targets, layer or head: say so before training
+    if yb.is_floating_point() and not (yb.ndim == 2 and hasattr(self.learn.loss_func, 'thresh')):
+        raise ValueError(f"`TopLossCAM` needs a classifier (one class per item, or multi-label targets with a `thresh`), not targets "
+                         f"of {tuple(yb.shape)} {yb.dtype}: for a regression model, make maps of chosen images with `gradcam_maps`")
+    x = _as_plain(xb)[:1]
+    t = _class_of(self.opts.target, self.dls.vocab, 1)             # a class that is not in the vocab: said now too
+    with _rng_kept(): class_maps(self.learn.model, x, t, opts=self.opts.replace(target=None))   # the maps of one image, thrown away
 
-    def before_validate(self):
-        self.collect = self.fitting and not hasattr(self.learn, 'gather_preds')
-        self.seen, self.top, self.share = 0, None, None
+@patch
+def before_train(self:TopLossCAM): self.fitting = not hasattr(self.learn, 'lr_finder')   # a fit that trains, and is no `lr_find`
+
+@patch
+def before_validate(self:TopLossCAM):
+    "Collect this pass's top losses when it ends a fit's epoch (not `validate`, `get_preds` or `lr_find`)"
+    self.collect = self.fitting and not hasattr(self.learn, 'gather_preds')
+    self.seen, self.top, self.share = 0, None, None
 
 # %% ../nbs/08_callback.ipynb #a6cffdbb
 @patch

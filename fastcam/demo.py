@@ -74,6 +74,17 @@ def write_report(out:Path, res:dict)->Path: # the page
 # %% ../nbs/12_demo.ipynb #ec59b38d
 ARCHS = ('resnet18', 'resnet34', 'resnet50')
 
+# %% ../nbs/12_demo.ipynb #0d4e2a61
+def _save_demo(learn, out:Path, res:dict):
+    "The demo's files: the top losses drawn, summary.json, the report and the learner"
+    matplotlib.use('Agg')
+    axs = learn.show_cam(labels=LABELS)
+    axs[0].figure.savefig(out/'top_losses.png', dpi=90, bbox_inches='tight')
+    (out/'summary.json').write_text(json.dumps(res, indent=2, ensure_ascii=False))
+    page = write_report(out, res)
+    learn.export(out/'model.pkl')                                              # for `fastcam explain` and `load_learner`
+    print(summary_text(res) + f"report: {page}; top-loss maps: {out/'cams'}; summary: {out/'summary.json'}; learner: {out/'model.pkl'}")
+
 # %% ../nbs/12_demo.ipynb #82d17189
 def run_demo(out:str='fastcam_demo', # folder for the report (index.html), the top-loss maps, summary.json and the learner (model.pkl)
              arch:str='resnet18', # the body: resnet18, resnet34 or resnet50 (trained from scratch)
@@ -101,11 +112,5 @@ def run_demo(out:str='fastcam_demo', # folder for the report (index.html), the t
                **_evaluate(learn, dls.valid, gradcam_layer=-2), hooks_left=n_hooks(learn.model),
                seconds=dict(data=round(t_data, 1), train=round(t_train, 1), total=round(time.time() - t0, 1)),
                top_losses=str(out/'cams'))
-    matplotlib.use('Agg')
-    axs = learn.show_cam(labels=LABELS)
-    axs[0].figure.savefig(out/'top_losses.png', dpi=90, bbox_inches='tight')
-    (out/'summary.json').write_text(json.dumps(res, indent=2, ensure_ascii=False))
-    page = write_report(out, res)
-    learn.export(out/'model.pkl')                                              # for `fastcam explain` and `load_learner`
-    print(summary_text(res) + f"report: {page}; top-loss maps: {out/'cams'}; summary: {out/'summary.json'}; learner: {out/'model.pkl'}")
+    _save_demo(learn, out, res)
     return res

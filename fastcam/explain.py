@@ -244,6 +244,25 @@ def _load(fn)->Learner:
     try: return load_learner(fn, cpu=True)
     except Exception as e: raise CliError(f'cannot load the learner {str(fn)!r} ({_why(e)}): is it a file `learn.export()` wrote?') from None
 
+# %% ../nbs/10_explain.ipynb #6f1a93b2
+def _explain_shared(learn, files, rows, out, o, fmt, cols, names, bs, num_workers, force, rank, world)->tuple: # (index, new rows, files to do)
+    "`explain_images`' work, shared between `world` processes: each does its share of what earlier runs have not, rank 0 writes index.csv"
+    with process_group(world):
+        done = {} if force else _done(out, **cols)
+        if world > 1: dist.barrier()                                                 # all have read the index before any writes
+        todo = [f for f in files if str(f) not in done]
+        def progress(new):                                                           # the index so far, rewritten as batches end
+            idx = _index([{**done, **new}.get(str(f)) for f in files], rows if world == 1 else [])   # what earlier runs did too
+            write_atomic(out/('index.csv' if world == 1 else f'.index.{rank}.csv'), lambda p: idx.to_csv(p, index=False))
+        new = _explain_files(learn, todo[rank::world], out, o, fmt, cols, names, bs, num_workers, progress)
+        if world > 1: new = _gathered(new)
+        idx = _index([{**done, **new}.get(str(f)) for f in files], rows)              # in the order of `files`, whoever made them
+        if rank == 0: write_atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
+        if world > 1: dist.barrier()                                                 # index.csv written: the partial ones can go
+        if rank == 0:
+            for f in out.glob('.index.*.csv'): f.unlink(missing_ok=True)             # also those of an earlier, interrupted run
+    return idx, new, todo
+
 # %% ../nbs/10_explain.ipynb #6a22e20c
 def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (it is unpickled: load only files you trust)
                    *images:str, # image files and folders (searched recursively)
@@ -263,20 +282,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
     out = Path(out); files, rows = _find(images, out)
     if not files: raise CliError(f"no image files in {' '.join(images) or 'the arguments'}: give image files or folders that hold some")
     (rank, world), names = ranks() if distributed else (0, 1), _namer(files, vocab, multi)
-    with process_group(world):
-        done = {} if force else _done(out, **cols)
-        if world > 1: dist.barrier()                                                 # all have read the index before any writes
-        todo = [f for f in files if str(f) not in done]
-        def progress(new):                                                           # the index so far, rewritten as batches end
-            idx = _index([{**done, **new}.get(str(f)) for f in files], rows if world == 1 else [])   # what earlier runs did too
-            write_atomic(out/('index.csv' if world == 1 else f'.index.{rank}.csv'), lambda p: idx.to_csv(p, index=False))
-        new = _explain_files(learn, todo[rank::world], out, o, fmt, cols, names, bs, num_workers, progress)
-        if world > 1: new = _gathered(new)
-        idx = _index([{**done, **new}.get(str(f)) for f in files], rows)              # in the order of `files`, whoever made them
-        if rank == 0: write_atomic(out/'index.csv', lambda p: idx.to_csv(p, index=False))
-        if world > 1: dist.barrier()                                                 # index.csv written: the partial ones can go
-        if rank == 0:
-            for f in out.glob('.index.*.csv'): f.unlink(missing_ok=True)             # also those of an earlier, interrupted run
+    idx, new, todo = _explain_shared(learn, files, rows, out, o, fmt, cols, names, bs, num_workers, force, rank, world)
     if rank == 0:
         n, ok = idx.drop_duplicates('file').status.value_counts(), [f for f, r in new.items() if r[0]['status'] == 'ok']
         line = (f"{len(ok)} explained{f' ({sum(len(new[f]) for f in ok)} maps)' if multi else ''}, {len(files) - len(todo)} kept from an "

@@ -179,6 +179,18 @@ class CAMLearner(Learner):
 # %% ../nbs/07_learner.ipynb #fa9b1db6
 def _cb_name(cb): return camel2snake(re.sub('Callback$', '', cb.__name__)) if isinstance(cb, type) else cb.name   # fastai's attribute name
 
+# %% ../nbs/07_learner.ipynb #5b0d7c31
+def _cam_body(dls, arch, meta, normalize, pretrained, weights, cut, min_map, n_in)->tuple: # (model, body, whether pretrained)
+    "`cam_learner`'s body: a torchvision arch through `create_body`, a timm one through `TimmBody`; `dls` normalised to its weights"
+    size = dls.one_batch()[0].shape[-2:]
+    if isinstance(arch, str):
+        model, pretrained = _timm_model(arch, pretrained, n_in, weights)
+        if normalize: _timm_norm(dls, model.pretrained_cfg, pretrained, n_in)
+        return model, _timm_body(model, arch, n_in, pretrained, cut, min_map, size), pretrained
+    model, pretrained = _model(arch, pretrained, weights)
+    if normalize: _add_norm(dls, meta, pretrained, n_in)
+    return model, _body(model, n_in, pretrained, cut, min_map, size, meta['cut']), pretrained
+
 # %% ../nbs/07_learner.ipynb #d5b207e3
 @delegates(vision_learner, but=['cut', 'custom_head', 'concat_pool', 'pool', 'lin_ftrs', 'first_bn', 'bn_final', 'lin_first', 'y_range'])
 def cam_learner(dls, # the data, e.g. `pets_dls()`
@@ -201,14 +213,7 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
     n_out = ifnone(n_out, get_c(dls))
     if not n_out: raise ValueError("`n_out` could not be inferred from `dls`: pass `n_out=` (the number of classes)")
     meta = model_meta.get(arch, _default_meta)
-    if isinstance(arch, str):
-        model, pretrained = _timm_model(arch, pretrained, n_in, weights)
-        if normalize: _timm_norm(dls, model.pretrained_cfg, pretrained, n_in)
-        body = _timm_body(model, arch, n_in, pretrained, cut, min_map, dls.one_batch()[0].shape[-2:])
-    else:
-        model, pretrained = _model(arch, pretrained, weights)
-        if normalize: _add_norm(dls, meta, pretrained, n_in)
-        body = _body(model, n_in, pretrained, cut, min_map, dls.one_batch()[0].shape[-2:], meta['cut'])
+    model, body, pretrained = _cam_body(dls, arch, meta, normalize, pretrained, weights, cut, min_map, n_in)
     head = cam_head(model.num_features if isinstance(body, TimmBody) else num_features_model(body), n_out, ps)
     apply_init(head, init)
     cbs = L(cbs)

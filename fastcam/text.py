@@ -100,17 +100,21 @@ def token_maps(model:nn.Module, # a text classifier whose `layer` outputs (bs, c
     return (grad.mean(2, keepdim=True) * act.detach()).sum(1)        # (bs,k,1)·(bs,k,T) summed over k
 
 # %% ../nbs/11_text.ipynb #694381a7
+def _shades(tokens, weights, skip)->list: # (token, shade from 0 to 1) for each token not in `skip`
+    "Each shown token's weight, ReLU'd and scaled to the review's largest: how strong its background is"
+    w = torch.as_tensor(weights).float().relu()
+    w = w / w.max() if w.max() > 0 else w
+    return [(t, v) for t, v in zip(tokens, w.tolist()) if t not in skip]
+
 def highlight(tokens:list, # the tokens of one review
               weights, # one weight per token
               cmap:str='Greens', # a matplotlib colour map
               skip=('xxbos', 'xxpad', 'xxmaj'), # fastai's special tokens, not shown
              )->str: # HTML
     "The tokens as HTML, each on a background as strong as its (ReLU'd, scaled) weight"
-    w = torch.as_tensor(weights).float().relu()
-    w = w / w.max() if w.max() > 0 else w
     cm = matplotlib.colormaps[cmap]
     spans = [f'<span style="background-color:{matplotlib.colors.to_hex(cm(.8 * v))};padding:1px">{html.escape(t)}</span>'
-             for t, v in zip(tokens, w.tolist()) if t not in skip]
+             for t, v in _shades(tokens, weights, skip)]
     return '<p style="line-height:1.8">' + ' '.join(spans) + '</p>'
 
 # %% ../nbs/11_text.ipynb #8ca35608
@@ -129,8 +133,7 @@ def highlight_figure(reviews:list, # (label, tokens, weights) per review
     "`highlight` as a picture: each review's label, then its words, each on a background as strong as its (ReLU'd, scaled) weight"
     cm, rows = matplotlib.colormaps[cmap], []
     for label, tokens, weights in reviews:
-        w = torch.as_tensor(weights).float().relu(); w = w / w.max() if w.max() > 0 else w
-        rows += [[(str(label), None)]] + _wrap([(t, v) for t, v in zip(tokens, w.tolist()) if t not in skip], width)
+        rows += [[(str(label), None)]] + _wrap(_shades(tokens, weights, skip), width)
     fig = plt.figure(figsize=(width * .09 + .2, .26 * len(rows) + .2))
     ax = fig.add_axes([0, 0, 1, 1])                                   # the whole figure: one character per unit, as the font is wide
     for y, line in enumerate(rows):

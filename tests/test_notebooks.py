@@ -79,3 +79,11 @@ def test_styled_html_also_as_a_picture(fn):
         if c['cell_type'] != 'code': continue
         styled = any('style="background' in ''.join(o.get('data', {}).get('text/html', '')) for o in c['outputs'])
         if styled: assert any('image/png' in o.get('data', {}) for o in c['outputs']), f"{fn.name}, cell {c.get('id')}: styled HTML with no picture of it"
+
+@pytest.mark.parametrize('fn', NOTEBOOKS, ids=lambda f: f.stem)
+def test_export_cells_are_short(fn):
+    "A notebook reads as a lesson when each exported cell is one idea a reader takes in at once: about 30 lines at most"
+    for c in json.loads(fn.read_text())['cells']:
+        src = ''.join(c['source'])
+        if c['cell_type'] == 'code' and src.startswith('#| export'):
+            assert len(src.splitlines()) <= 32, f"{fn.name}, cell {c.get('id')}: an export cell of {len(src.splitlines())} lines: split it at its functions"

@@ -53,6 +53,8 @@ def scratch(parent:Path)->Path:
         if (ROOT/f).is_file(): (root/f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(ROOT/f, root/f)
     data = Path(os.environ.get('FASTAI_HOME', '~/.fastai')).expanduser()/'data'   # copied, so that runs side by side don't share `cams/`
     for d in data.glob('fastcam-*'): shutil.copytree(d, root/'.fastai'/'data'/d.name, ignore=shutil.ignore_patterns('*cams*'))
+    for f in (data.parent/'models').glob('fastcam-*.pth'):                  # `pets_learner`'s trained models: loaded, not retrained
+        (root/'.fastai'/'models').mkdir(parents=True, exist_ok=True); shutil.copy2(f, root/'.fastai'/'models'/f.name)
     (root/'.tmp').mkdir()
     with open(root/'fastcam'/'__init__.py', 'a') as f:   # each import of fastcam says where from: the run checks it is this copy
         f.write("\ndef _seen(log=__import__('os').environ.get('FASTCAM_MUTANTS_LOG')):\n"
