@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN   = $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: demo test install dev lint bench mutants wheel notebooks figures contact
+.PHONY: demo test install dev lint bench mutants fuzz wheel notebooks figures contact
 
 $(BIN)/python:                       ## torch's CUDA build makes the environment about 6.5 GB: say so before pip runs out of room
 	@free=$$(df -Pk $(dir $(abspath $(VENV))) | awk 'NR==2 {print int($$4/1048576)}'); [ "$$free" -ge 8 ] || { \
@@ -43,6 +43,9 @@ bench: install                       ## speed and memory against the lower bound
 	$(BIN)/python bench/bench_vit.py
 	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_explain.py
+
+fuzz: dev                            ## the trace on 10000 new random classifiers (CI runs 200 seeded ones in tests/test_fuzz.py)
+	FASTCAM_FUZZ=10000 $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py --hypothesis-show-statistics
 
 mutants: dev                         ## inject the bugs of tools/mutants.toml one at a time; print which the tests catch (20-30 min)
 	$(BIN)/python tools/mutants.py

@@ -12,8 +12,8 @@ import torch
 from torch import nn, Tensor
 from fastcore.meta import delegates
 from fastcore.basics import patch
-from .trace import (as_found, unwrap, as_batch, trace, get_layer, name_of, layer_name, body_and_head, cam_weights, layout_of,
-                           Call, Trace, Layout, ChannelsFirst, ChannelsLast, Tokens, NoLayout)
+from .trace import (as_found, unwrap, as_batch, trace, get_layer, get_call, name_of, layer_name, body_and_head, cam_weights, layout_of,
+                           Call, Trace, Layout, ChannelsFirst, ChannelsLast, Tokens, NoLayout, LayerCall)
 from .methods import (KINDS, AUTO, METHODS, WEIGHTS, FORWARD, Method, Capture, capture, targets, register, unregister, get_method,
                              check_method, load_plugins, weigh, first_component, layer_grads, cam_maps)
 _all_ = ['as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights', 'layer_name', 'cam_maps',
@@ -29,14 +29,14 @@ __all__ = ['CamOpts', 'pick_method', 'map_caption', 'fuse_maps', 'aug_smooth_map
 _FUSE = 'mean', 'max'
 _FLAGS = 'eigen_smooth', 'aug_smooth', 'bf16'
 
-def _is_layer(l): return l is None or isinstance(l, (str, nn.Module)) or isinstance(l, int) and not isinstance(l, bool)
+def _is_layer(l): return l is None or isinstance(l, (str, nn.Module, LayerCall)) or isinstance(l, int) and not isinstance(l, bool)
 def _is_class(t): return isinstance(t, int) and not isinstance(t, bool)
 
 @dataclass(frozen=True)
 class CamOpts:
     "How maps are made, as one object: checked when made, one text form (`text`), to and from a dict"
     method:object='auto' # 'auto' (CAM where the head allows it, else Grad-CAM), a registered method's name, or a `Method`
-    layer:object=None # None (what the head pools), an int into the body, a dotted name, a module, or a list of them: their maps fused
+    layer:object=None # None (what the head pools), an int into the body, a dotted name, a module, one call of one ('act#0'), or a list of them: their maps fused
     target:object=None # each map's class: None (the predicted one), 'actual' (the item's label), a class index or name, or one per image
     layout:object=None # the layer's layout where the model can't tell: 'nchw', 'nhwc', 'tokens' or a `Layout`
     eigen_smooth:bool=False # each map the first principal component of the weighted channels, not their sum (`weigh`)
@@ -74,7 +74,8 @@ def _check_opts(o:CamOpts):
 
 # %% ../nbs/04_cam.ipynb #d80e5131
 def _plain(l, model):
-    "A layer as data: a module by its name in `model`"
+    "A layer as data: a module by its name in `model`, one call of it as 'name#i'"
+    if isinstance(l, LayerCall): return f'{_plain(l.layer, model)}#{l.call}'
     if not isinstance(l, nn.Module): return l
     if model is None: raise ValueError("a `layer` given as a module is saved by its name: pass the `model` it is part of")
     return name_of(model, l)
@@ -137,7 +138,7 @@ def pick_method(model:nn.Module, # a classifier
     if isinstance(layer, (list, tuple)): return get_method('gradcam'), 'the maps of several layers are fused'   # scaled alike: CAM's is Grad-CAM's
     t = trace(model, x)
     if t.cam: return get_method('gradcam'), "the head can't give CAM"
-    if layer is not None and get_layer(model, layer, x) is not t.layer: return get_method('gradcam'), 'CAM is only at the layer the head pools'
+    if layer is not None and get_call(model, layer, x) != (t.layer, t.call): return get_method('gradcam'), 'CAM is only at the layer the head pools'
     return get_method('cam'), 'the head is GAP → Linear'
 
 def map_caption(method, # the method that made the maps: a name or a `Method`

@@ -6,6 +6,7 @@ Docs: https://fastcam.github.io/fastcam/hooks.html.md"""
 
 # %% ../nbs/00_hooks.ipynb #6c68152b
 from __future__ import annotations
+from collections import Counter
 import torch
 from torch import nn, Tensor
 from fastcore.basics import store_attr
@@ -80,16 +81,23 @@ def _alive(h): return getattr(h, 'hooks_dict_ref', lambda: True)() is not None  
 class GraphCut(_HookBase):
     "Make `m`'s output a leaf that requires grad (kept in `stored`): gradients stop there. With `more` modules, the first to run is cut and the later ones' outputs stay in the graph, each in `kept`: one backward pass reaches them all"
     _empty = 'the hooked module did not run in the forward pass: is it part of the model that was called?'
-    def __init__(self, m:nn.Module, *more:nn.Module):
+    def __init__(self, m:nn.Module, *more:nn.Module,
+                 calls:dict=None, # module: the indices of its calls to catch (counted from 0 from the `GraphCut`'s making: one pass); others run untouched. Default: every call (the last one kept)
+                 grad:bool=True): # False: only catch detached copies of the outputs, and leave the model's tensors as they are
         bad = next((o for o in more if not isinstance(o, nn.Module)), None)
         if bad is not None: raise TypeError(f"GraphCut needs nn.Modules, not {type(bad).__name__}")   # before any hook is registered
         super().__init__(m)
-        self.m, self.kept = m, {}                                         # kept: module -> its output, as the gradients see it
+        self.m, self.kept, self.at, self.calls, self.grad, self.n = m, {}, {}, dict(calls or {}), grad, Counter()   # kept: module -> its output, as the gradients see it; at: (module, call) -> the same
         self.handles += [o.register_forward_hook(self.hook_fn) for o in dict.fromkeys(more) if o is not m]
     def hook_fn(self, m, i, o):
+        j = self.n[m]; self.n[m] += 1                                    # which call of `m` this is
+        if m in self.calls and j not in self.calls[m]: return None       # a call not asked for: the model's own output
         if not isinstance(o, Tensor): raise TypeError(f"GraphCut needs a module with one tensor output, {type(m).__name__} returned {type(o).__name__}")
-        cut = not o.requires_grad or all(k is m for k in self.kept)     # the first to run (each time), or one that no cut leads to
-        t = o.detach().clone().requires_grad_() if cut else o.clone()    # a copy either way: what made `o` may change it in place
-        self.kept[m] = t
+        if not self.grad: t = o.detach().clone()
+        else:
+            first = not self.at if m in self.calls else all(k is m for k in self.kept)   # the first to run (each time, or the first call asked for)
+            cut = not o.requires_grad or first                          # ... or one that no cut leads to
+            t = o.detach().clone().requires_grad_() if cut else o.clone()   # a copy either way: what made `o` may change it in place
+        self.kept[m] = self.at[(m, j)] = t
         if m is self.m: self.stored_ = t
-        return t.clone()  # what the rest of the model sees: in-place ops there can't touch `stored`
+        return t.clone() if self.grad else None  # what the rest of the model sees: in-place ops there can't touch `stored`

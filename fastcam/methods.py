@@ -16,7 +16,7 @@ from fastcore.basics import patch
 import torch
 from torch import nn, Tensor
 from .hooks import Hook, GraphCut
-from .trace import as_found, unwrap, as_batch, trace, get_layer, name_of, layout_of, cam_weights, Layout
+from .trace import as_found, unwrap, as_batch, trace, get_layer, get_call, call_name, name_of, layout_of, cam_weights, Layout, LayerCall
 
 # %% auto #0
 __all__ = ['KINDS', 'AUTO', 'METHODS', 'WEIGHTS', 'FORWARD', 'targets', 'Capture', 'capture', 'Method', 'register', 'unregister',
@@ -53,12 +53,15 @@ class Capture:
     grad:Tensor=None # the gradient of each image's target score w.r.t. `act` (gradient methods only)
     eigen_smooth:bool=False # the call's option: each map the first principal component of the weighted channels
     bf16:bool=False # the call's option: a method's own passes in bfloat16 autocast
+    call:int=0 # which of `layer`'s calls in the pass `raw` is the output of, counted from 0 (a module may run more than once)
+    @property
+    def site(self)->LayerCall: return LayerCall(self.layer, self.call)   # the layer's call, as `capture` takes it again
 
 # %% ../nbs/02_methods.ipynb #7b8056d3
 def _blind(model, m, x):
-    return ValueError(f"`layer` {name_of(model, m)!r} gets no gradient from the class scores on its feature map (as in a ViT's last "
+    return ValueError(f"`layer` {call_name(model, *m, x)!r} gets no gradient from the class scores on its feature map (as in a ViT's last "
                       f"block after its attention, where only the class token reaches the head), so its maps would be all zero: "
-                      f"use the default layer ({name_of(model, trace(model, x).layer)!r}) or an earlier one")
+                      f"use the default layer ({call_name(model, trace(model, x).layer, trace(model, x).call, x)!r}) or an earlier one")
 
 # %% ../nbs/02_methods.ipynb #e680ecb1
 def capture(model:nn.Module, # any classifier
@@ -71,24 +74,26 @@ def capture(model:nn.Module, # any classifier
            )->list: # a `Capture` per layer
     "One pass of batch `x` caught at each of `layers` (with `grads`, and one backward pass from each image's `target` score)"
     model = unwrap(model); x = as_batch(model, x)
-    ms = [get_layer(model, l, x) for l in layers]
-    if grads and (blind := [m for m in ms if m in trace(model, x).blind]): raise _blind(model, blind[0], x)
+    sites = [get_call(model, l, x) for l in layers]                        # (module, which of its calls)
+    if grads and (blind := [s for s in sites if s in trace(model, x).blind]): raise _blind(model, blind[0], x)
+    calls = {}
+    for m, i in sites: calls.setdefault(m, set()).add(i)
     with ExitStack() as st:
         st.enter_context(as_found(model))
-        if grads: st.enter_context(torch.inference_mode(False)); st.enter_context(torch.enable_grad()); cut = st.enter_context(GraphCut(*ms))
-        else: st.enter_context(torch.no_grad()); hooks = {m: st.enter_context(Hook(m)) for m in dict.fromkeys(ms)}
+        if grads: st.enter_context(torch.inference_mode(False)); st.enter_context(torch.enable_grad())
+        else: st.enter_context(torch.no_grad())
+        cut = st.enter_context(GraphCut(*calls, calls=calls, grad=grads))
         out = model(x)
-        kept = cut.kept if grads else {m: h.stored_ for m, h in hooks.items() if h.stored_ is not None}
-        for m in ms:
-            if m not in kept: raise ValueError(f"`layer` {name_of(model, m)!r} did not run in the forward pass of {type(model).__name__}")
-        raws = [kept[m] for m in ms]
-        lays = [layout_of(model, m, r, x, layout) for m, r in zip(ms, raws)]
+        for s in sites:
+            if s not in cut.at: raise ValueError(f"`layer` {call_name(model, *s, x)!r} did not run in the forward pass of {type(model).__name__}")
+        raws = [cut.at[s] for s in sites]
+        lays = [layout_of(model, m, r, x, layout, i) for (m, i), r in zip(sites, raws)]
         t = targets(out, target)
-        gs = torch.autograd.grad(out.gather(1, t[:, None]).sum(), raws, allow_unused=True) if grads else [None] * len(ms)
-    if grads and (none := [m for m, g in zip(ms, gs) if g is None]): raise ValueError(f"`layer` {name_of(model, none[0])!r} does not lead to the model's output")
+        gs = torch.autograd.grad(out.gather(1, t[:, None]).sum(), raws, allow_unused=True) if grads else [None] * len(sites)
+    if grads and (none := [s for s, g in zip(sites, gs) if g is None]): raise ValueError(f"`layer` {call_name(model, *none[0], x)!r} does not lead to the model's output")
     out = out.detach()
-    return [Capture(model, x, m, l, r.detach(), l.to_map(r.detach()), out, t, None if g is None else l.to_map(g), eigen_smooth, bf16)
-            for m, l, r, g in zip(ms, lays, raws, gs)]
+    return [Capture(model, x, m, l, r.detach(), l.to_map(r.detach()), out, t, None if g is None else l.to_map(g), eigen_smooth, bf16, i)
+            for (m, i), l, r, g in zip(sites, lays, raws, gs)]
 
 # %% ../nbs/02_methods.ipynb #1e9a4798
 KINDS = {'cam': "the head's weights, at the layer the head pools (exact)",
@@ -295,7 +300,7 @@ def maps(self:Method, model:nn.Module, # any classifier
 def _head(c:Capture)->Tensor: # W (classes, k)
     "The head's weights, where `c` is the layer the head pools (the CAM identity holds on its output), else an error that says so"
     W, b = cam_weights(c.model, c.x)
-    inner = ValueError(f"CAM is defined only on the features the head pools; `layer` {name_of(c.model, c.layer)!r} is not that "
+    inner = ValueError(f"CAM is defined only on the features the head pools; `layer` {call_name(c.model, c.layer, c.call, c.x)!r} is not that "
                        "layer: use `gradcam_maps`, which works on any layer")
     if c.act.shape[1] != W.shape[1]: raise inner
     W, b = W.to(c.act), b.to(c.act)

@@ -48,9 +48,10 @@ def _eigencam(c:Capture):
     return first_component(c.act, c.act.sum(1))                           # bs×h×w: a map, the same for every class
 
 @contextmanager
-def _returning(m:nn.Module, o:Tensor):
-    "`m` returns `o` whatever its input, inside the block"
-    h = m.register_forward_hook(lambda mod, inp, out: o)
+def _returning(m:nn.Module, o:Tensor, call:int=None):
+    "`m` returns `o` whatever its input, inside the block: at each call, or only at its call number `call` of each pass (counted from 0)"
+    n = iter(range(1 << 62))
+    h = m.register_forward_hook(lambda mod, inp, out: o if call is None or next(n) == call else None)
     try: yield
     finally: h.remove()
 
@@ -61,10 +62,10 @@ def _ablated(o:Tensor, ks:Tensor, ch:int)->Tensor: # (len(ks), *o.shape[1:])
     return a
 
 # %% ../nbs/03_passes.ipynb #5efda43d
-def _ablation_scores(model, m, x, o, y, t, ch, bs)->Tensor: # (k,)
-    "The score of class `t` for image `x` (1, ...), `y` unablated, with each channel (axis `ch`) of its layer output `o` ablated in turn, `bs` at a time"
+def _ablation_scores(model, m, x, o, y, t, ch, bs, call=None)->Tensor: # (k,)
+    "The score of class `t` for image `x` (1, ...), `y` unablated, with each channel (axis `ch`) of its layer output `o` (its call `call`) ablated in turn, `bs` at a time"
     def run(a, once):
-        with _returning(m, a): return model(x if once else x.expand(len(a), *x.shape[1:]))[:, t]
+        with _returning(m, a, call): return model(x if once else x.expand(len(a), *x.shape[1:]))[:, t]
     try: once = torch.allclose(run(o.repeat(2, *[1] * (o.ndim - 1)), True), y.expand(2), rtol=1e-5, atol=1e-6 * y.abs().item())
     except RuntimeError: once = False                                     # e.g. a concatenation around the layer
     ks = torch.arange(o.shape[ch], device=o.device)
@@ -75,7 +76,7 @@ def _ablationcam(c:Capture, bs:int=32):
     "AblationCAM: each channel weighed by the relative drop of the target score when it is ablated, `bs` ablated copies a pass"
     with as_found(c.model), torch.no_grad():
         y = c.out.gather(1, c.target[:, None])[:, 0]                       # bs: the unablated scores
-        drop = torch.stack([_ablation_scores(c.model, c.layer, c.x[i:i+1], c.raw[i:i+1], y[i], c.target[i], c.layout.channel_axis, bs)
+        drop = torch.stack([_ablation_scores(c.model, c.layer, c.x[i:i+1], c.raw[i:i+1], y[i], c.target[i], c.layout.channel_axis, bs, c.call)
                             for i in range(len(c.x))])                       # bs×k
     return (y[:, None] - drop) / y[:, None].abs().clamp(min=torch.finfo(y.dtype).tiny)   # the relative drop: |y|, so a negative score keeps its sign
 
@@ -85,7 +86,7 @@ def _smoothgradcampp(c:Capture, n:int=4, std:float=.3):
     "SmoothGrad-CAM++: Grad-CAM++'s α from the gradients of `n` noisy copies of the input (noise `std`), as torchcam computes it"
     noise, g2, g3 = torch.distributions.Normal(0., std), 0., 0.
     for _ in range(n):
-        nc, = capture(c.model, c.x + noise.sample(c.x.shape).to(c.x), c.target, [c.layer], grads=True, layout=c.layout)
+        nc, = capture(c.model, c.x + noise.sample(c.x.shape).to(c.x), c.target, [c.site], grads=True, layout=c.layout)
         g2, g3 = g2 + nc.grad ** 2, g3 + nc.grad ** 3
     g2, g3 = g2 / n, g3 / n
     alpha = g2 / (2 * g2 + (g3 * c.act).sum((2,3), keepdim=True) + 1e-8)   # bs×k×h×w, from the clean image's activations

@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/trace.html.md"""
 
 # %% ../nbs/01_trace.ipynb #01c27b62
 from __future__ import annotations
-import difflib, re, weakref
+import difflib, re, warnings, weakref
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,11 +15,11 @@ import torch
 from torch import nn, Tensor
 from fastai.layers import Flatten
 from torch.nn.modules.utils import _ntuple
-from fastai.callback.hook import in_channels
 
 # %% auto #0
-__all__ = ['as_found', 'unwrap', 'as_batch', 'Call', 'Layout', 'ChannelsFirst', 'ChannelsLast', 'Tokens', 'NoLayout', 'Trace',
-           'trace', 'name_of', 'get_layer', 'layer_name', 'body_and_head', 'layout_of', 'cam_weights']
+__all__ = ['as_found', 'unwrap', 'as_batch', 'name_of', 'Call', 'Layout', 'ChannelsFirst', 'ChannelsLast', 'Tokens', 'NoLayout',
+           'Trace', 'trace', 'LayerCall', 'get_layer', 'get_call', 'call_name', 'layer_name', 'body_and_head',
+           'layout_of', 'cam_weights']
 
 # %% ../nbs/01_trace.ipynb #627a633d
 @contextmanager
@@ -51,6 +51,11 @@ def as_batch(model:nn.Module, x)->Tensor: # `x` on `model`'s device, a plain det
     p = next(model.parameters(), None)
     return x.detach().as_subclass(Tensor).to(p.device if p is not None else x.device)
 
+# %% ../nbs/01_trace.ipynb #1097530c
+def name_of(model:nn.Module, layer:nn.Module)->str: # its dotted name in `model`
+    "The dotted name of the module `layer` in `model` (its type's name if it is not part of it)"
+    return next((n for n,m in unwrap(model).named_modules() if m is layer), type(layer).__name__) or 'the whole model'
+
 # %% ../nbs/01_trace.ipynb #d4f4bb14
 @dataclass(eq=False)
 class Call:
@@ -74,6 +79,12 @@ def _record(model, x):
         for h in hs: h.remove()
     return calls, out
 
+def _nth(calls)->dict: # call: its index among its module's calls, in the order they ended (as forward hooks see them)
+    "Which call of its module each call is: a module that runs twice (one activation for the stem and the head) has calls 0 and 1"
+    seen, res = Counter(), {}
+    for c in sorted(calls, key=lambda c: c.end): res[c] = seen[c.module]; seen[c.module] += 1
+    return res
+
 # %% ../nbs/01_trace.ipynb #8d5e307f
 _POOL = re.compile(r'Adaptive\w*Pool([123]d)?$')
 def _is_pool(m): return bool(_POOL.search(type(m).__name__))   # AdaptiveAvgPool2d, AdaptiveConcatPool2d, timm's SelectAdaptivePool2d...
@@ -90,7 +101,7 @@ def _features(model, calls):
     pool = next((c for c in calls if _is_pool(c.module) and c.start > last.end and isinstance(c.inp, Tensor) and c.inp.ndim >= 3), None)
     feats = last.out if pool is None else pool.inp
     made = [c for c in calls if c.out is feats and c.module is not model]
-    return feats, made or [c for c in maps if c.out.shape == feats.shape and c.end < pool.start][-1:]
+    return feats, made or [c for c in maps if c.out.shape == feats.shape and c.end < pool.start][-1:], pool
 
 def _groups(model, calls, made):
     "Down from `model` through the one child that ran before the features were made: its children that ran, or timm's stages"
@@ -126,11 +137,21 @@ def _global_avgs(calls)->set:
     return res
 def _a(name:str)->str: return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
 
+def _order(head)->str: # e.g. 'AdaptiveAvgPool2d → Flatten → Linear'
+    "The head's modules in the order they ran (no `Identity`), the middle left out of a long one"
+    ns = [type(m).__name__ for m in head if not isinstance(m, nn.Identity)]
+    return ' → '.join(ns if len(ns) <= 6 else [*ns[:3], '…', *ns[-2:]]) + (f', {len(ns)} modules' if len(ns) > 6 else '')
+
 # %% ../nbs/01_trace.ipynb #76529797
-def _affine(head, avgs=())->tuple: # ((W, b), '') or (None, why not)
-    "`W`, `b` such that the head computes `W @ mean_ij(features) + b`: GAP → (flatten, dropout, BatchNorm1d, Linear)*; `avgs`: the average poolings that are global"
+def _affine(head, avgs=(), before=())->tuple: # ((W, b), '') or (None, why not)
+    "`W`, `b` such that the head computes `W @ mean_ij(features) + b`: GAP → (flatten, dropout, BatchNorm1d, Linear)*; `avgs`: the average poolings that are global; `before`: the head's modules that ran on a feature map, before the pooling"
     W = b = None; pooled = False
+    order = _order(head)
     for m in head:
+        if m in before and isinstance(m, (nn.Flatten, Flatten)) and not pooled:
+            return None, f"this head ({order}) flattens the feature map without pooling it, so each cell has weights of its own"
+        if m in before and not isinstance(m, (*_PASS, nn.modules.dropout._DropoutNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._MaxPoolNd)) and not _is_pool(m):
+            return None, f"this head ({order}) runs {_a(type(m).__name__)} on the feature map before the pooling, so the score is not an average over one map's cells"
         if isinstance(m, _PASS): continue
         if (_is_pool(m) or isinstance(m, nn.modules.pooling._AvgPoolNd)) and not pooled and W is None:
             if not (_is_gap(m) or m in avgs): return None, f"this head pools with {type(m).__name__}, not a global average"
@@ -139,7 +160,7 @@ def _affine(head, avgs=())->tuple: # ((W, b), '') or (None, why not)
         elif isinstance(m, nn.BatchNorm1d) and m.running_var is not None:
             s = (m.running_var + m.eps).rsqrt() * (m.weight if m.affine else 1)
             A, t = torch.diag(s), (m.bias if m.affine else 0) - m.running_mean * s
-        else: return None, f"this head has {_a(type(m).__name__)} after the pooling, which is not affine"
+        else: return None, f"this head ({order}) has {_a(type(m).__name__)} after the pooling, which is not affine"
         if W is not None and A.shape[1] != W.shape[0]: return None, "the modules after the features are not one chain of affine layers"
         W, b = (A, t) if W is None else (A @ W, A @ b + t)
     if W is None: return None, "this head has no Linear layer"
@@ -211,13 +232,23 @@ def _is_grid(hw, size)->bool:
 
 def _grid_of(lay:Layout, shape:tuple)->tuple: return shape[1:] if lay.channel_axis == 1 else shape[:2]   # (h, w) of a (c, h, w) or (h, w, c) output
 
+# %% ../nbs/01_trace.ipynb #8c74ee61
+def _transposed(res, seqs, dim)->dict:
+    "`res` with the token readings undone whose (length, channels) are another token output's (channels, length): (channels, tokens) outputs, as a token-mixing layer gives"
+    toks = {tuple(c.out.shape[1:]) for c in seqs if isinstance(res[c], Tokens)}
+    for c in seqs:
+        n, k = c.out.shape[1:]
+        if isinstance(res[c], Tokens) and n != k and (k, n) in toks and k != dim:   # the patch embedding's channels say which is which
+            res[c] = NoLayout(f"its output {(n, k)} is the model's ({k}, {n}) tokens transposed: (channels, tokens), not tokens")
+    return res
+
 # %% ../nbs/01_trace.ipynb #681c6539
 def _layouts(model, calls, x)->dict:
-    "The layout of every traced module's output: a `Layout`, or a `NoLayout` that says why it has none"
+    "The layout of every traced call's output: a `Layout`, or a `NoLayout` that says why it has none"
     leaves = sorted((c for c in calls if not _has_kids(c.module) and isinstance(c.out, Tensor)), key=lambda c: c.end)
     first3 = next((c.end for c in leaves if c.out.ndim == 3), None)
-    convs = [c.out.shape[-2:] for c in leaves if isinstance(c.module, nn.Conv2d) and c.out.ndim == 4 and first3 and c.end < first3]
-    patch = tuple(convs[-1]) if convs else None                           # the patch embedding's grid
+    convs = [c.out.shape[1:] for c in leaves if isinstance(c.module, nn.Conv2d) and c.out.ndim == 4 and first3 and c.end < first3]
+    patch, dim = (tuple(convs[-1][1:]), convs[-1][0]) if convs else (None, None)   # the patch embedding's grid and channels
     declared = next((m.num_prefix_tokens for m in model.modules() if isinstance(getattr(m, 'num_prefix_tokens', None), int)), None)
     size, res, grids, seqs = tuple(x.shape[-2:]), {}, [], []
     for c in sorted((c for c in calls if isinstance(c.out, Tensor) and c.out.ndim in (3, 4) and len(c.out) == len(x)), key=lambda c: c.end):
@@ -229,18 +260,20 @@ def _layouts(model, calls, x)->dict:
         shape = tuple(c.out.shape[1:])
         if len(shape) == 3:
             fits = [l for l in (ChannelsFirst(), ChannelsLast()) if _is_grid(_grid_of(l, shape), size)]
-            res[c.module] = (said or fits[0] if said or len(fits) == 1 else
-                             NoLayout(f"its output {shape} could be (channels, h, w) or (h, w, channels)", ambiguous=True) if fits else
-                             NoLayout(f"its output {shape} is not a map of the {size[0]}×{size[1]} input"))
-            if res[c.module]: grids.append(_grid_of(res[c.module], shape))
+            if not said and len(fits) == 2:                                # both fit: what the module that takes it as its input says
+                said = next((w for l in leaves if l.inp is c.out and (w := _says(l.module))), None)
+            res[c] = (said or fits[0] if said or len(fits) == 1 else
+                      NoLayout(f"its output {shape} could be (channels, h, w) or (h, w, channels)", ambiguous=True) if fits else
+                      NoLayout(f"its output {shape} is not a map of the {size[0]}×{size[1]} input"))
+            if res[c]: grids.append(_grid_of(res[c], shape))
         else: seqs.append((c, said, shape))
     for c, said, (n, _) in seqs:                                          # tokens: the patch grid after a prefix, or a grid seen elsewhere
-        if isinstance(said, ChannelsFirst): res[c.module] = NoLayout(f"its output {(n, _)} is (channels, length), not tokens"); continue
+        if isinstance(said, ChannelsFirst): res[c] = NoLayout(f"its output {(n, _)} is (channels, length), not tokens"); continue
         p = n - patch[0] * patch[1] if patch else -1
         ok = [Tokens(p, patch)] if p >= 0 and (declared is None or p in (0, declared)) else []   # 0: before the prefix is added
         ok = ok or list(dict.fromkeys(Tokens(declared or 0, g) for g in grids if g[0] * g[1] == n - (declared or 0)))
-        res[c.module] = ok[0] if len(ok) == 1 else NoLayout(f"its output {(n, _)} is not a sequence of patch tokens that fastcam can place on the image")
-    return res
+        res[c] = ok[0] if len(ok) == 1 else NoLayout(f"its output {(n, _)} is not a sequence of patch tokens that fastcam can place on the image")
+    return _transposed(res, [c for c, _, _ in seqs], dim)
 
 # %% ../nbs/01_trace.ipynb #7b09cdb1
 @dataclass(eq=False)
@@ -252,48 +285,104 @@ class Trace:
     chain:list # the modules from the model's child down to the groups (names may be relative to any of them)
     shape:tuple # `layer`'s feature map for one image: (channels, h, w)
     cam:str # '' when CAM is exact on this head, else why not
-    layouts:dict # each module's output layout (`Layout`), or why it has none (`NoLayout`)
-    blind:set # the modules whose feature map gets no gradient from the predicted score (a ViT's last blocks)
+    layouts:dict # each module's output layout (`Layout`) or why it has none (`NoLayout`): of its last call, and of each call `(module, i)`
+    blind:set # the modules (their last call), and calls `(module, i)`, whose feature map gets no gradient from the predicted score (a ViT's last blocks)
     avgs:set # the `nn.AvgPool2d`s (and 1d, 3d) whose window was their whole input: global averages
+    call:int=0 # which call of `layer` the head pools, counted from 0, where the module runs more than once
+    runs:dict=None # how many times each module ran in the pass
+    unseen:str='' # why the default layer's output is not what the head pools (a function ran on it first), or ''
 
 def _blind(calls, out, layouts)->set:
-    "The modules whose feature map's gradient from the predicted score is zero everywhere (one backward pass)"
+    "The calls whose feature map's gradient from the predicted score is zero everywhere (one backward pass)"
     if not (isinstance(out, Tensor) and out.ndim == 2 and out.requires_grad): return set()
-    cs = [c for c in calls if layouts.get(c.module) and c.out.requires_grad and c.out._version == c.version]
+    cs = [c for c in calls if layouts.get(c) and c.out.requires_grad and c.out._version == c.version]
     ts = list({id(c.out): c.out for c in cs}.values())
     with torch.inference_mode(False), torch.enable_grad(): gs = dict(zip(map(id, ts), torch.autograd.grad(out[0].max(), ts, allow_unused=True)))
-    blind = {c.module for c in cs if gs[id(c.out)] is None or not layouts[c.module].to_map(gs[id(c.out)]).any()}
-    return blind if len(blind) < len({c.module for c in cs}) else set()   # blind everywhere: the score ignores the input (a zero head)
+    blind = {c for c in cs if gs[id(c.out)] is None or not layouts[c].to_map(gs[id(c.out)]).any()}
+    return blind if len(blind) < len(cs) else set()   # blind everywhere: the score ignores the input (a zero head)
 
 # %% ../nbs/01_trace.ipynb #dac4c7c4
-def _analyse(model, calls, out, x)->Trace:
-    feats, made = _features(model, calls)
-    groups, chain = _groups(model, calls, made)
-    layouts = _layouts(model, calls, x)
-    blind = _blind(calls, out, layouts)
-    once = {m for m, n in Counter(c.module for c in calls).items() if n == 1}   # a module called twice can't be hooked for one of its calls
-    at = max([c for c in made if c.module not in chain and not isinstance(c.module, nn.Identity) and c.module in once]
-             or [c for c in made if c.module in once] or made, key=lambda c: c.end)
-    if at.module not in once:                                            # e.g. one ReLU module used in the body and the head
-        at = max([c for c in calls if c.end <= at.end and c.module in once and c.module not in chain and isinstance(c.kept, Tensor)
-                  and c.kept.shape == at.kept.shape] or [at], key=lambda c: c.end)
+_SHAPE_OPS = re.compile(r'(Mean|Sum|Amax|Max|Select|Slice|View|UnsafeView|ReshapeAlias|Reshape|Flatten|Transpose|Permute|T|Squeeze|Unsqueeze|Expand|Cat|Clone|Alias|AsStrided|AdaptiveAvgPool[123]D|AdaptiveMaxPool[123]D|AvgPool[123]D|MaxPool[123]DWithIndices)Backward\d*$')
+
+def _ops_between(v:Tensor, t:Tensor)->list: # e.g. ['ReluBackward0', 'MeanBackward1']
+    "The autograd operations on the paths from `t` to `v`: what ran on `t` to make `v`"
+    start, target = v.grad_fn, t.grad_fn
+    if start is None or target is None: return []
+    seen, stack, preds = {start}, [start], {}
+    while stack:                                                         # every operation `v` comes from, not going past `t`
+        n = stack.pop()
+        if n is target: continue
+        for nx, _ in n.next_functions:
+            if nx is None: continue
+            preds.setdefault(nx, []).append(n)
+            if nx not in seen: seen.add(nx); stack.append(nx)
+    on, todo = set(), [target]                                           # those that `t` leads to
+    while todo:
+        for n in preds.get(todo.pop(), []):
+            if n not in on: on.add(n); todo.append(n)
+    return sorted(type(n).__name__ for n in on)
+def _unpooled(at, feats, pool, calls)->bool:
+    "Whether what the head pools is not `at`'s output: a function such as `F.relu` ran on it (or changed it in place) before the pooling"
+    if isinstance(at.out, Tensor) and at.out._version != at.version: return True   # changed in place after `at` returned it
+    if pool is not None: return not (isinstance(at.kept, Tensor) and at.kept.shape == feats.shape and torch.equal(at.kept, feats.detach()))
+    v = next((c.inp for c in calls if c.start > at.end and not _has_kids(c.module) and isinstance(c.inp, Tensor) and c.inp.ndim == 2), None)
+    if v is None or not isinstance(at.out, Tensor): return False       # no module sees the pooled features: nothing to follow
+    return any(not _SHAPE_OPS.match(n) for n in _ops_between(v, at.out))   # only pooling and reshaping between them
+
+# %% ../nbs/01_trace.ipynb #cc2c65cc
+def _default(calls, made, groups, chain, blind, lays)->tuple: # (the call, whether it moved off a blind one)
+    "The call whose output is the default layer's: the last that made what the head pools, or the last map before it that gets a gradient"
+    at = max([c for c in made if c.module not in chain and not isinstance(c.module, nn.Identity)] or made, key=lambda c: c.end)
     if any(c.module is groups[-1] for c in made) and any(m is groups[-1] for m in at.module.modules()):
         at = next(c for c in made if c.module is groups[-1])            # the last group, rather than a container of it
-    if at.module in blind:                                               # e.g. a ViT's last blocks: only the class token reaches the head
-        at = max([c for c in calls if c.end <= at.end and c.module not in blind and c.module in once and isinstance(c.kept, Tensor)
-                  and c.kept.shape == at.kept.shape and layouts.get(c.module)] or [at], key=lambda c: c.end)
+    if at not in blind: return at, False
+    ok = [c for c in calls if c.end <= at.end and c not in blind and isinstance(c.kept, Tensor) and lays.get(c)]   # e.g. a ViT's last blocks: only the
+    return max([c for c in ok if c.kept.shape == at.kept.shape] or ok or [at], key=lambda c: c.end), True   # class token reaches the head
+
+# %% ../nbs/01_trace.ipynb #458ad9c9
+def _analyse(model, calls, out, x)->Trace:
+    feats, made, pool = _features(model, calls)
+    groups, chain = _groups(model, calls, made)
+    lays = _layouts(model, calls, x)
+    blind, nth = _blind(calls, out, lays), _nth(calls)
+    at, moved = _default(calls, made, groups, chain, blind, lays)
     pools = [c for c in calls if c.start > at.end and _is_pool(c.module)]
     head = [c.module for c in calls if c.start > at.end and (_is_pool(c.module) or not _has_kids(c.module))
             and not any(p.start < c.start and c.end < p.end for p in pools)]
-    lay = layouts.get(at.module)
-    fmap = lay.to_map(at.kept) if lay else at.kept
+    fmap = lays[at].to_map(at.kept) if lays.get(at) else at.kept
     avgs = _global_avgs(calls)
-    Wb, why = _affine(head, avgs)
+    before = {c.module for c in calls if c.start > at.end and c.module in head and not _is_pool(c.module) and _spatial(c.inp)}
+    Wb, why = _affine(head, avgs, before)
     if Wb and not _identity(*Wb, fmap, out.detach()):
         why = "the model's output is not GAP → Linear of these features (something outside the head's modules acts on them)"
-    return Trace(at.module, groups, head, chain[1:], tuple(fmap.shape[1:]), why, layouts, blind, avgs)   # not the model: the cache holds it weakly
+    unseen = '' if moved or not _unpooled(at, feats, pool, calls) else _UNSEEN.format(name_of(model, at.module))
+    last = {c.module: c for c in sorted(calls, key=lambda c: c.end)}    # each module's last call
+    layouts = {**{m: lays[c] for m, c in last.items() if c in lays}, **{(c.module, nth[c]): l for c, l in lays.items()}}
+    blinds = {c.module for c in blind if last[c.module] is c} | {(c.module, nth[c]) for c in blind}
+    runs = Counter(c.module for c in calls if c.module is not model)    # not the model: the cache holds it weakly
+    return Trace(at.module, groups, head, chain[1:], tuple(fmap.shape[1:]), why and unseen or why, layouts, blinds, avgs, nth[at], dict(runs), unseen)
 
+_UNSEEN = ("no module outputs the feature map the head pools: a function (such as `F.relu`) runs on the output of {!r} before "
+           "the pooling, so maps at the default layer are of that function's input. Make the function a module (`nn.ReLU()`) to map what the head pools")
 _TRACES = weakref.WeakKeyDictionary()   # model: ((its modules, the input's shape), Trace)
+
+# %% ../nbs/01_trace.ipynb #05957df6
+def _zeros(p, n:int)->Tensor: # (1, n, 64, 64) on the device, in the float type, of parameter `p`
+    return torch.zeros(1, n, 64, 64, device=None if p is None else p.device, dtype=p.dtype if p is not None and p.is_floating_point() else None)
+
+def _in_channels(model:nn.Module)->int:
+    "The channels of the images `model` takes: those of the first `nn.Conv2d` that runs, on a 64×64 zero image of each count the model's convolutions take"
+    convs, p = [m for m in model.modules() if isinstance(m, nn.Conv2d)], next(model.parameters(), None)
+    for n in dict.fromkeys(m.in_channels for m in convs):
+        first = []
+        hs = [m.register_forward_pre_hook(lambda m, a: None if first else first.append(m)) for m in convs]
+        try:
+            with as_found(model), torch.no_grad(): model(_zeros(p, n))
+        except Exception: continue
+        finally:
+            for h in hs: h.remove()
+        if first and first[0].in_channels == n: return n
+    raise ValueError(f"can't tell what input {type(model).__name__} takes: pass a batch `x`")
 
 # %% ../nbs/01_trace.ipynb #fc4e848b
 def trace(model:nn.Module, # any model (unwrapped from DDP or `torch.compile` first)
@@ -305,25 +394,36 @@ def trace(model:nn.Module, # any model (unwrapped from DDP or `torch.compile` fi
     old = _TRACES.get(model)
     if old is not None and old[0][0] == mods and (x is None or old[0][1] == tuple(x.shape[1:])): return old[1]
     p = next(model.parameters(), None)
-    if x is None:
-        try: x = torch.zeros(1, in_channels(model), 64, 64, device=None if p is None else p.device)
-        except Exception: raise ValueError(f"can't tell what input {type(model).__name__} takes: pass a batch `x`") from None
+    if x is None: x = _zeros(p, _in_channels(model))
     x1 = x[:1].detach().as_subclass(Tensor).to(p.device if p is not None else x.device)
     t = _analyse(model, *_record(model, x1), x1)
     _TRACES[model] = ((mods, tuple(x.shape[1:])), t)
+    if t.unseen: warnings.warn(f"fastcam: {type(model).__name__}: {t.unseen}", stacklevel=2)
     return t
 
 # %% ../nbs/01_trace.ipynb #85a277e7
-def name_of(model:nn.Module, layer:nn.Module)->str: # its dotted name in `model`
-    "The dotted name of the module `layer` in `model` (its type's name if it is not part of it)"
-    return next((n for n,m in unwrap(model).named_modules() if m is layer), type(layer).__name__) or 'the whole model'
+@dataclass(frozen=True)
+class LayerCall:
+    "One call of a module that runs more than once in a forward pass: `layer` (a module or its dotted name) and `call`, counted from 0 (-1: the last)"
+    layer:object; call:int
+    def __post_init__(self):
+        if not isinstance(self.layer, (str, nn.Module)): raise TypeError(f"`LayerCall`'s layer must be a module or a dotted name, not {type(self.layer).__name__}")
+        if not isinstance(self.call, int) or isinstance(self.call, bool): raise TypeError(f"`LayerCall`'s call must be an int, not {self.call!r}")
+    @classmethod
+    def parse(cls, s:str)->LayerCall|None: # None where `s` names no call
+        "'act#0' as a `LayerCall`: a dotted name, '#', the call's number"
+        m = re.fullmatch(r'(.+)#(-?\d+)', s)
+        return cls(m[1], int(m[2])) if m else None
 
+# %% ../nbs/01_trace.ipynb #1f19a5e4
 def get_layer(model:nn.Module, # any classifier
-              layer=None, # None (the default layer), an int into the body's groups, a module or a dotted name
+              layer=None, # None (the default layer), an int into the body's groups, a module, a dotted name, or one call of one ('act#0', `LayerCall`)
               x:Tensor=None, # a batch, to trace the model with (default: the last one traced)
              )->nn.Module: # the module whose output the map is made of
     "The module `layer` designates in `model`: None (the last feature map before the head), an int into the body, a module, or a dotted name"
     model = unwrap(model)
+    if isinstance(layer, str) and (lc := LayerCall.parse(layer)): layer = lc
+    if isinstance(layer, LayerCall): return get_layer(model, layer.layer, x)
     if isinstance(layer, nn.Module):
         if not any(m is layer for m in model.modules()): raise ValueError("`layer` is a module that is not part of this model")
         return layer
@@ -345,10 +445,33 @@ def get_layer(model:nn.Module, # any classifier
         return groups[layer]
     raise TypeError(f"`layer` must be None, an int (into the body), an nn.Module or a dotted name, not {type(layer).__name__}")
 
+# %% ../nbs/01_trace.ipynb #cf2534cd
+def get_call(model:nn.Module, # any classifier
+             layer=None, # as `get_layer` takes it
+             x:Tensor=None, # a batch, to trace the model with
+            )->tuple: # (module, i): the module and which of its calls, counted from 0
+    "The call `layer` designates: None, the call whose output the head pools; a module or name, its last call; 'name#i' or `LayerCall`, that call"
+    model = unwrap(model)
+    if isinstance(layer, str) and (lc := LayerCall.parse(layer)): layer = lc
+    m = get_layer(model, layer, x)
+    t = trace(model, x)
+    if layer is None: return m, t.call
+    n = t.runs.get(m, 1)
+    if not isinstance(layer, LayerCall): return m, n - 1
+    if not -n <= layer.call < n:
+        raise ValueError(f"`layer` {call_name(model, m, layer.call)!r} is out of range: {name_of(model, m)!r} runs {n} "
+                         f"time{'s' if n > 1 else ''} in a forward pass (calls #0 to #{n - 1})")
+    return m, layer.call % n
+
+def call_name(model:nn.Module, m:nn.Module, i:int, x:Tensor=None)->str: # e.g. 'layer4', or '_swish#1'
+    "The name of call `i` of module `m`: its dotted name, with '#i' where the module runs more than once"
+    n = trace(model, x).runs.get(m, 1) if x is not None or unwrap(model) in _TRACES else 1
+    return name_of(model, m) + (f'#{i}' if n > 1 or i not in (0, -1) else '')
+
 # %% ../nbs/01_trace.ipynb #eda62b09
-def layer_name(model:nn.Module, layer, x:Tensor=None)->str: # e.g. 'layer4', or 'layer4 + layer3' for a list
-    "The name of the module `layer` stands for, or of each, joined by ' + ', where it is a list"
-    return ' + '.join(name_of(model, get_layer(model, l, x)) for l in (layer if isinstance(layer, (list, tuple)) else [layer]))
+def layer_name(model:nn.Module, layer, x:Tensor=None)->str: # e.g. 'layer4', 'layer4 + layer3' for a list, '_swish#1' for a module that runs twice
+    "The name of the call `layer` stands for, or of each, joined by ' + ', where it is a list"
+    return ' + '.join(call_name(model, *get_call(model, l, x), x) for l in (layer if isinstance(layer, (list, tuple)) else [layer]))
 
 def body_and_head(model:nn.Module, x:Tensor=None)->tuple: # (the body's groups, the head's modules)
     "The groups an int `layer` indexes and the modules that run after the default layer, as one forward pass of `x` shows"
@@ -361,9 +484,12 @@ def layout_of(model:nn.Module, # the model `layer` is part of
               o, # its output in a pass
               x:Tensor=None, # the batch, to trace the model with
               layout=None, # the user's word: None (the trace's), a `Layout` or its name ('nchw', 'nhwc', 'tokens')
+              call:int=None, # which of the module's calls `o` is the output of (default: its last)
              )->Layout:
     "The layout of `layer`'s output `o`: `layout` if given, else the one the trace found; an error that says what to do if it is no feature map"
-    found, name = trace(model, x).layouts.get(layer, NoLayout('it did not run in the traced pass')), name_of(model, layer)
+    t = trace(model, x)
+    found = t.layouts.get(layer if call is None else (layer, call), NoLayout('it did not run in the traced pass'))
+    name = name_of(model, layer) if call is None else call_name(model, layer, call, x)
     if isinstance(layout, str):
         kind = Layout.named(layout)
         lay = (found if isinstance(found, Tokens) else NoLayout('the model shows no patch grid for it')) if kind is Tokens else kind()
