@@ -122,6 +122,19 @@ def test_a_function_between_the_features_and_the_pooling_is_said():
         def forward(self, x): return self.fc(self.conv(x).mean((2, 3)))
     with warnings.catch_warnings(): warnings.simplefilter('error'); assert trace(MeanOnly(), x).unseen == ''
 
+@pytest.mark.parametrize('fn', [F.relu, F.silu, torch.tanh], ids=['relu', 'silu', 'tanh'])
+@pytest.mark.parametrize('pool', ['mean', 'amax', 'flatten'])
+def test_a_function_before_a_functional_pooling_is_followed_through_the_graph(fn, pool):
+    "Not in place (so the output's version can't tell) and pooled by a function (no pooling module's input to compare): the autograd graph says"
+    class M(nn.Module):
+        def __init__(self): super().__init__(); self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * (196 if pool == 'flatten' else 1), 2)
+        def forward(self, x):
+            h = fn(self.conv(x))
+            return self.fc(h.mean((2, 3)) if pool == 'mean' else h.amax((2, 3)) if pool == 'amax' else h.flatten(1))
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="M: no module outputs the feature map the head pools"): t = trace(M().eval(), torch.randn(1, 3, 16, 16))
+    assert t.unseen and t.cam == t.unseen
+
 def test_fuzz_found_class_token_model_whose_blocks_are_all_blind():
     "Found by the fuzzer: tokens pooled by their class token, no block of the tokens' shape gets a gradient on its patches; the default layer is the last map that does (the patch embedding), not a blind one"
     class ClsOnly(nn.Module):

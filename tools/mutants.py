@@ -25,8 +25,8 @@ def notebook(module:str)->str:
     return re.search(r'File to edit: \.\./(nbs/\S+\.ipynb)', (ROOT/'fastcam'/f'{module}.py').read_text())[1]
 
 def tests_of(m:dict, cost:dict, pytest_only=False)->list: # notebook first, then test files, cheapest first
-    "The notebook and the pytest files that import `m`'s module, or a module that imports from it (`fastcam.all`, `cam`), or `m['tests']`"
-    users = [f.stem for f in sorted((ROOT/'fastcam').glob('*.py')) if re.search(rf"^from \.{m['module']} import", f.read_text(), re.M)]
+    "The notebook and the pytest files that import `m`'s module, or a module that imports from it or imports it (`fastcam.all`, `cam`; `methods` imports `passes`), or `m['tests']`"
+    users = [f.stem for f in sorted((ROOT/'fastcam').glob('*.py')) if re.search(rf"^(from \.{m['module']} import|import fastcam\.{m['module']}\b)", f.read_text(), re.M)]
     names = '|'.join([m['module'], *users])
     pat = re.compile(rf"\bfastcam\.({names})\b|from fastcam import .*\b{m['module']}\b")
     files = m.get('tests') or [f'tests/{f.name}' for f in sorted((ROOT/'tests').glob('test_*.py')) if pat.search(f.read_text())]
