@@ -22,7 +22,7 @@ from fastai.torch_core import TensorImage, display_df, get_random_states, set_ra
 from .trace import layer_name
 from .methods import get_method
 from .cam import CamOpts, class_maps, pick_method, map_caption
-from .vis import show_maps, overlay
+from .vis import show_maps, overlay, check_kwargs
 from .files import write_folder
 from .distrib import gather, local_dl, dl_share
 
@@ -344,7 +344,11 @@ def top_losses_cam(self:Learner,
                   )->TopLosses:
     "The `k` highest-loss items of `dl` with their maps, computed now (in each process's share of `dl` under distributed training)"
     cb = _TopLossPass(k, method, layer, target, fname=None, opts=opts, **kwargs)
-    self.get_preds(dl=ifnone(dl, self.dls.valid).new(shuffle=False, drop_last=False), cbs=cb)   # as `get_preds`: loggers and trackers stay out
+    dl = ifnone(dl, self.dls.valid)
+    if dl is None or not len(dl.dataset): raise ValueError(
+        "there are no labelled images to rank by their loss: this learner's validation set is empty (a learner from `load_learner` "
+        "keeps none): pass `dl=learn.dls.test_dl(files, with_labels=True)`")
+    self.get_preds(dl=dl.new(shuffle=False, drop_last=False), cbs=cb)   # as `get_preds`: loggers and trackers stay out
     return cb.result
 
 class _TopLossPass(TopLossCAM):
@@ -360,12 +364,14 @@ def show_cam(self:Learner,
              ncols:int=3, figsize=None,
              labels=None, # names to show for the classes: a list in vocab order, or a dict (e.g. `{True: 'cat', False: 'dog'}`)
              opts=None, # the options of the maps: a `CamOpts`, or a dict of its fields; default the callback's
+             dl=None, # the labelled images to rank: default the validation set (a `load_learner` learner has none)
              **kwargs)->list: # the axes
     "Show the top-loss validation images with their maps, titled 'predicted/actual / loss / probability'"
+    check_kwargs(kwargs, 'show_cam', ('k', 'method', 'layer', 'ncols', 'figsize', 'labels', 'opts', 'dl', 'align', 'alpha', 'cmap', 'interpolation'))
     cb = getattr(self, 'top_loss_cam', None)
     res, base = getattr(cb, 'result', None), cb.opts if cb else CamOpts()
     if isinstance(opts, dict): opts = base.replace(**opts)                       # the fields to change
     o = ifnone(opts, base).replace(**{n: v for n, v in dict(method=method, layer=layer).items() if v is not None})
     k = ifnone(k, cb.k if cb else 9)
-    if res is None or len(res) < k or o.named(self.model) != res.opts: res = self.top_losses_cam(k, opts=o)
+    if res is None or len(res) < k or o.named(self.model) != res.opts or dl is not None: res = self.top_losses_cam(k, dl=dl, opts=o)
     return res.show(k, ncols=ncols, figsize=figsize, labels=labels, **kwargs)

@@ -12,6 +12,7 @@ import torch
 from torch import nn, Tensor
 from fastcore.meta import delegates
 from fastcore.basics import patch
+import warnings
 from .trace import (as_found, unwrap, as_batch, trace, get_layer, get_call, name_of, layer_name, body_and_head, cam_weights, layout_of,
                            Call, Trace, Layout, ChannelsFirst, ChannelsLast, Tokens, NoLayout, LayerCall)
 from .methods import (KINDS, AUTO, METHODS, WEIGHTS, FORWARD, Method, Capture, capture, targets, register, unregister, get_method,
@@ -207,6 +208,9 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
     f = _layer_maps(model, m, o, m.check(o.params, o.bf16))
     if o.aug_smooth: f = _aug_smoothed(model, f)
     maps, logits = f(xb, t)
+    if not (ok := torch.isfinite(maps.flatten(1)).all(1)).all():
+        why = "the model's scores are" if not torch.isfinite(logits[~ok]).all() else "its gradients or activations at the layer are"
+        warnings.warn(f"fastcam: the maps of images {(~ok).nonzero().flatten().tolist()} have NaN or infinite values: {why} not finite for them", stacklevel=2)
     return (maps, logits) if with_logits else maps
 
 def _target_of(target, rule):

@@ -41,6 +41,13 @@ def unwrap(model:nn.Module)->nn.Module: # the model inside the wrappers
         elif isinstance(getattr(model, '_orig_mod', None), nn.Module): model = model._orig_mod
         else: return model
 
+
+# %% ../nbs/01_trace.ipynb #0c625821
+def _which(ok:Tensor)->str: # e.g. 'image 3' or 'images 0, 2'
+    "The images whose entry of `ok` (bs,) is False, by their index in the batch"
+    bad = (~ok).nonzero().flatten().tolist()
+    return f"image{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:5]))}{', …' if len(bad) > 5 else ''}"
+
 def as_batch(model:nn.Module, x)->Tensor: # `x` on `model`'s device, a plain detached tensor
     "`x` checked to be a non-empty batch of images (bs, channels, h, w) and put on `model`'s device"
     if not isinstance(x, Tensor): raise TypeError(f"`x` must be a tensor batch (bs, channels, h, w), e.g. `x, = first(dls.test_dl([img]))`, not {type(x).__name__}")
@@ -48,6 +55,8 @@ def as_batch(model:nn.Module, x)->Tensor: # `x` on `model`'s device, a plain det
         hint = ': for one image use `x[None]`' if x.ndim == 3 else ''
         raise ValueError(f"`x` must be a batch of shape (bs, channels, h, w), not {tuple(x.shape)}{hint}")
     if len(x) == 0: raise ValueError("`x` is an empty batch: it needs at least one image")
+    if x.is_floating_point() and not (ok := torch.isfinite(x.flatten(1)).all(1)).all():
+        raise ValueError(f"`x` has NaN or infinite values in {_which(ok)}: check how the images were read and normalised")
     p = next(model.parameters(), None)
     return x.detach().as_subclass(Tensor).to(p.device if p is not None else x.device)
 

@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/vis.html.md"""
 
 # %% ../nbs/05_vis.ipynb #af3dad27
 from __future__ import annotations
-import functools
+import functools, inspect
 import numpy as np, torch, torch.nn.functional as F
 import matplotlib
 import matplotlib.pyplot as plt
@@ -18,7 +18,7 @@ from fastai.vision.data import get_grid
 from .pages import html_link, html_page, html_gallery      # fastcam 0.2 had them here
 
 # %% auto #0
-__all__ = ['normalize_maps', 'upsample_maps', 'show_map', 'show_maps', 'overlays', 'overlay']
+__all__ = ['normalize_maps', 'upsample_maps', 'check_kwargs', 'show_map', 'show_maps', 'overlays', 'overlay']
 
 # %% ../nbs/05_vis.ipynb #1541229d
 def normalize_maps(maps:Tensor, # (..., h, w)
@@ -47,6 +47,28 @@ def upsample_maps(maps:Tensor, # (bs, h, w)
     grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), -1).expand(bs, H, W, 2)
     return F.grid_sample(maps[:, None].float(), grid, mode='bilinear', padding_mode='border', align_corners=True)[:, 0]
 
+# %% ../nbs/05_vis.ipynb #7002c42a
+@functools.cache
+def _imshow_args()->frozenset:
+    "The keywords matplotlib's `imshow` takes: its parameters and the properties of the image it makes"
+    from matplotlib.artist import ArtistInspector
+    from matplotlib.image import AxesImage
+    return frozenset(inspect.signature(plt.Axes.imshow).parameters) - {'self', 'X', 'kwargs', 'extent'} | frozenset(ArtistInspector(AxesImage).get_setters())
+
+def check_kwargs(kwargs:dict, fn:str, own:tuple=()):
+    "A one-line error for a keyword argument that neither `fn` (`own`: its own arguments) nor matplotlib's `imshow` takes"
+    if bad := [k for k in kwargs if k not in own and k not in _imshow_args()]:
+        raise TypeError(f"{fn}() got an unexpected keyword argument {bad[0]!r}: it takes {', '.join(own)} and matplotlib's `imshow` "
+                        "arguments (such as vmin, vmax, norm, zorder)")
+
+def _check_map(cam, img):
+    "An error where `cam` is not one map (h, w): the image given first, or a batch"
+    if not isinstance(cam, Image.Image) and getattr(cam, 'ndim', 2) == 2: return
+    if img is not None and not isinstance(img, Image.Image) and getattr(img, 'ndim', None) == 2:
+        raise TypeError("show_map takes the map first, then the image: `show_map(cam, img)`; its first argument is an image and its second a map")
+    shape = 'a PIL image' if isinstance(cam, Image.Image) else tuple(cam.shape)
+    raise TypeError(f"`cam` must be one map (h, w), not {shape}: for several maps use `show_maps(maps, imgs)`")
+
 # %% ../nbs/05_vis.ipynb #6c83edf8
 def _hw(img):
     "(height, width) of a PIL image, a (c, h, w) tensor or an (h, w[, c]) array"
@@ -54,6 +76,9 @@ def _hw(img):
     s = img.shape
     return tuple(s[-2:]) if isinstance(img, Tensor) and len(s) == 3 and s[0] < 5 else tuple(s[:2])
 
+
+# %% ../nbs/05_vis.ipynb #d593db71
+_MAP_ARGS = ('cam', 'img', 'ax', 'figsize', 'title', 'align', 'relu', 'alpha', 'cmap', 'interpolation')
 @delegates(plt.Axes.imshow, but=['extent', 'X'])
 def show_map(cam:Tensor, # one map (h, w)
              img=None, # the decoded image under it: PIL image, (c, h, w) tensor or (h, w, c) array
@@ -62,6 +87,7 @@ def show_map(cam:Tensor, # one map (h, w)
              relu:bool=False, # drop negative evidence before showing
              alpha=0.6, cmap='magma', interpolation='bilinear', **kwargs):
     "Show `cam` over `img` the chapter's way; returns the axes"
+    _check_map(cam, img); check_kwargs(kwargs, 'show_map', _MAP_ARGS)
     if ax is None: _, ax = plt.subplots(figsize=figsize)
     cam = torch.as_tensor(cam).detach().float().cpu()
     if relu: cam = cam.relu()
@@ -80,6 +106,7 @@ def show_maps(maps:Tensor, # (bs, h, w)
               titles=None, # one title per map, or None
               ncols:int=3, figsize=None, **kwargs)->list: # the axes, one per map
     "Show each of `maps` over its image of `imgs` on a grid of at most `ncols` columns, rows as full as they can be; returns the axes"
+    check_kwargs(kwargs, 'show_maps', ('maps', 'imgs', 'titles', 'ncols', 'figsize', 'align', 'relu', 'alpha', 'cmap', 'interpolation'))
     n = len(maps)
     rows = -(-n // min(ncols, n))
     axs = get_grid(n, ncols=-(-n // rows), figsize=figsize)      # 4 maps in 3 columns: 2×2, not 2×3 with two panels empty
