@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 import torch.distributed as dist
-from fastcore.basics import patch, ifnone, noop
+from fastcore.basics import patch, ifnone, noop, first
 from fastcore.meta import delegates
 from fastai.callback.core import Callback
 from fastai.learner import Learner
@@ -375,3 +375,22 @@ def show_cam(self:Learner,
     k = ifnone(k, cb.k if cb else 9)
     if res is None or len(res) < k or o.named(self.model) != res.opts or dl is not None: res = self.top_losses_cam(k, dl=dl, opts=o)
     return res.show(k, ncols=ncols, figsize=figsize, labels=labels, **kwargs)
+
+# %% ../nbs/08_callback.ipynb #427ae86d
+@patch
+@delegates(CamOpts, but=['method', 'layer', 'target'])
+def predict_cam(self:Learner,
+                item, # what `learn.predict` takes: a file name, a PIL image...
+                method=None, # 'auto' (the default), a method's name or a `Method`
+                layer=None, # the layer the map is made of (default: what the head pools), or a list (fused)
+                target=None, # the class the map is of: None (the predicted one), a class index or name
+                opts:CamOpts=None, # the options as one object; the keywords given override its fields
+                **kwargs, # the other fields of `CamOpts`
+               )->tuple: # (decoded prediction, its index, probabilities, map (h, w))
+    "fastai's `predict` of `item`, and the map of its predicted class (or of `target`) from the same transformed image"
+    if isinstance(target, str) and target == 'actual': raise ValueError("`target='actual'`: `predict_cam` sees the image, not its label: give a class, or None for the predicted one")
+    res = self.predict(item)
+    x = first(self.dls.test_dl([item], num_workers=0))[0]
+    o = (opts or CamOpts()).replace(**{k: v for k, v in dict(method=method, layer=layer).items() if v is not None}, **kwargs)
+    t = _class_of(target, self.dls.vocab, 1)
+    return (*res, class_maps(self.model, _as_plain(x), t, opts=o.replace(target=None))[0].detach().cpu())
