@@ -74,3 +74,12 @@ def test_hooks_removed_after_error(H, where):
     assert n_hooks(m) == 0
     h.remove()                                            # idempotent
     assert n_hooks(m) == 0
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_a_non_finite_image_is_refused_by_name(bad):
+    "An image with a NaN or an infinity in it is refused before any pass, the error naming it; the model is left as it was"
+    m = model_with_boom(); before = state(m)
+    x = torch.randn(4, 3, 8, 8); x[2, 1, 4, 4] = bad; x[3, 0, 0, 0] = bad
+    for f in (lambda: class_maps(m, x), lambda: gradcam_maps(m, x), lambda: cam_maps(m, x)):
+        with pytest.raises(ValueError, match=r"`x` has NaN or infinite values in images 2, 3: check how the images were read and normalised"): f()
+    assert state(m) == before
