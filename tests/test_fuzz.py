@@ -108,6 +108,7 @@ def specs(draw):
     stages = [(draw(st.sampled_from(['bn', 'gn', 'ln2d', 'none'])), draw(st.sampled_from(['module', 'function', 'inplace', 'shared', 'none'])),
                draw(st.sampled_from([1, 2]))) for _ in range(n)]
     if end == 'tokens': stages = [(a, b, 1 if i >= 2 else s) for i, (a, b, s) in enumerate(stages)]   # a map of 8×8 or more for the patches
+    if draw(st.booleans()): stages[-1] = (stages[-1][0], 'function', stages[-1][2])   # often a function right before the head (DenseNet's F.relu)
     return dict(stages=stages, end=end, pool=draw(st.sampled_from(POOLS[end])),
                 head=draw(st.sampled_from(['linear', 'bn1d', 'dropout', 'hidden', 'hidden_shared'])), order=draw(st.integers(0, 2**16)),
                 seed=draw(st.integers(0, 2**16)))
