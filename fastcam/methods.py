@@ -15,7 +15,7 @@ from typing import Callable
 from fastcore.basics import patch
 import torch
 from torch import nn, Tensor
-from .hooks import Hook, GraphCut
+from .hooks import GraphCut
 from .trace import as_found, unwrap, as_batch, trace, get_layer, get_call, call_name, name_of, layout_of, cam_weights, Layout, LayerCall
 
 # %% auto #0
