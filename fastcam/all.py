@@ -12,3 +12,4 @@ from .metrics import *
 from .explain import *
 from .files import *
 from .pages import *
+from .interpret import *

@@ -361,20 +361,41 @@ def show_cam(self:Learner,
              k:int=None, # how many: default the callback's `k` (or 9)
              method=None, # default the callback's method (or 'auto')
              layer=None, # default the callback's layer
+             target=None, # default the callback's: None (the predicted class), 'actual' (top losses only), or a class (index or name)
              ncols:int=3, figsize=None,
              labels=None, # names to show for the classes: a list in vocab order, or a dict (e.g. `{True: 'cat', False: 'dog'}`)
              opts=None, # the options of the maps: a `CamOpts`, or a dict of its fields; default the callback's
              dl=None, # the labelled images to rank: default the validation set (a `load_learner` learner has none)
+             items=None, # instead of the top losses: these files (or what `predict` takes), each under its predicted class's map
              **kwargs)->list: # the axes
-    "Show the top-loss validation images with their maps, titled 'predicted/actual / loss / probability'"
-    check_kwargs(kwargs, 'show_cam', ('k', 'method', 'layer', 'ncols', 'figsize', 'labels', 'opts', 'dl', 'align', 'alpha', 'cmap', 'interpolation'))
+    "Show the top-loss validation images with their maps, titled 'predicted/actual / loss / probability'; or `items`, titled 'predicted / probability'"
+    check_kwargs(kwargs, 'show_cam', ('k', 'method', 'layer', 'target', 'ncols', 'figsize', 'labels', 'opts', 'dl', 'items', 'align', 'alpha', 'cmap', 'interpolation'))
     cb = getattr(self, 'top_loss_cam', None)
     res, base = getattr(cb, 'result', None), cb.opts if cb else CamOpts()
     if isinstance(opts, dict): opts = base.replace(**opts)                       # the fields to change
-    o = ifnone(opts, base).replace(**{n: v for n, v in dict(method=method, layer=layer).items() if v is not None})
+    o = ifnone(opts, base).replace(**{n: v for n, v in dict(method=method, layer=layer, target=target).items() if v is not None})
+    if items is not None: return _show_items(self, items, o, ncols, figsize, labels, **kwargs)
     k = ifnone(k, cb.k if cb else 9)
     if res is None or len(res) < k or o.named(self.model) != res.opts or dl is not None: res = self.top_losses_cam(k, dl=dl, opts=o)
     return res.show(k, ncols=ncols, figsize=figsize, labels=labels, **kwargs)
+
+# %% ../nbs/08_callback.ipynb #a745a2c5
+def _show_items(learn, items, o:CamOpts, ncols, figsize, labels, **kwargs)->list:
+    "`items` under the maps of their predicted classes (or of `o.target`, a class), titled 'predicted / probability' with the method above"
+    if isinstance(o.target, str) and o.target == 'actual': raise ValueError("`target='actual'` with `items`: `show_cam` sees the images, not their labels: give a class, or None for the predicted one")
+    if not len(items): raise ValueError("`items` is empty: give the files to show")
+    dl = learn.dls.test_dl(list(items), num_workers=0)
+    x = _as_plain(torch.cat([b[0] for b in dl]))
+    t = _class_of(o.target, learn.dls.vocab, len(x))
+    maps, logits = class_maps(learn.model, x, t, opts=o.replace(target=None), with_logits=True)
+    probs = getattr(learn.loss_func, 'activation', noop)(logits.detach().cpu())
+    cls, v = probs.argmax(1) if t is None else t, class_names(learn.dls.vocab, labels)
+    imgs = dl.decode((TensorImage(x),))[0].cpu().as_subclass(Tensor)
+    used, why = pick_method(learn.model, x, o.method, o.layer)
+    axs = show_maps(maps.detach().cpu(), imgs, [f'{v[c]} / {probs[i, c]:.2f}' for i, c in enumerate(cls.tolist())], ncols=ncols,
+                    figsize=figsize, relu=used.relu, **kwargs)
+    axs[0].figure.suptitle(map_caption(used, layer_name(learn.model, o.layer, x), o, why))
+    return axs
 
 # %% ../nbs/08_callback.ipynb #427ae86d
 @patch

@@ -132,10 +132,12 @@ def pick_method(model:nn.Module, # a classifier
                 x:Tensor, # a batch, to trace the model with
                 method='auto', # 'auto', a method's name or a `Method`
                 layer=None, # as in `class_maps`
+                target=None, # as in `class_maps`: a function of the scores gets Grad-CAM
                )->tuple: # (the `Method`, why 'auto' chose it: '' where `method` was not 'auto')
     "The method `method` stands for, and why: 'auto' is CAM where the head is GAP → Linear and `layer` is what it pools, else Grad-CAM"
     m = get_method(method)
     if m is not AUTO: return m, ''
+    if callable(target): return get_method('gradcam'), 'the target is a function of the scores'
     if isinstance(layer, (list, tuple)): return get_method('gradcam'), 'the maps of several layers are fused'   # scaled alike: CAM's is Grad-CAM's
     t = trace(model, x)
     if t.cam: return get_method('gradcam'), "the head can't give CAM"
@@ -185,7 +187,7 @@ def _aug_smoothed(model, f):
     "`f` averaged over augmented copies of the batch (`aug_smooth_maps`), each of the class of the original image"
     def g(x, t):
         with as_found(model), torch.no_grad(): logits = model(x)
-        t = targets(logits, t)                                         # each image's class, the same in every copy
+        t = t if callable(t) else targets(logits, t, weights=True)    # each image's class (or weights), the same in every copy
         return aug_smooth_maps(lambda xa: f(xa, t)[0], x), logits
     return g
 
@@ -193,7 +195,7 @@ def _aug_smoothed(model, f):
 @delegates(CamOpts, but=['method', 'layer', 'target'])
 def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear head)
                x:Tensor, # a batch of images (bs, channels, h, w)
-               target=None, # None (each image's predicted class), an int, or one class per image
+               target=None, # None (each image's predicted class), an int, one class per image, class weights, or a function of the scores
                method=None, # 'auto' (the default: CAM where the head allows it, else Grad-CAM), a method's name or a `Method`
                layer=None, # None (what the head pools), an int into the body, a dotted name, a module, or a list of them (fused)
                with_logits:bool=False, # also return the model's outputs, from the same forward pass
@@ -203,8 +205,8 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
     "One map per image of `x`, for its `target` class, by `method` at `layer`"
     o = (opts or CamOpts()).replace(**{k: v for k, v in dict(method=method, layer=layer).items() if v is not None}, **kwargs)
     model = unwrap(model); xb = as_batch(model, x)
-    m, _ = pick_method(model, xb, o.method, o.layer)
     t = _target_of(target, o.target)
+    m, _ = pick_method(model, xb, o.method, o.layer, t)
     f = _layer_maps(model, m, o, m.check(o.params, o.bf16))
     if o.aug_smooth: f = _aug_smoothed(model, f)
     maps, logits = f(xb, t)
@@ -223,7 +225,7 @@ def _target_of(target, rule):
 @delegates(CamOpts, but=['method', 'layer', 'target'])
 def gradcam_maps(model:nn.Module, # any classifier
                  x:Tensor, # a batch of images (bs, channels, h, w)
-                 target=None, # None (each image's predicted class), an int, or one class per image
+                 target=None, # None (each image's predicted class), an int, one class per image, class weights, or a function of the scores
                  layer=None, # None (the last feature map before the head), an int into the body, a module, a dotted name, or a list
                  method=None, # default 'gradcam' (or `opts`'s method), or any method's name or record
                  *, opts:CamOpts=None, # all the options as one object; the keywords given here override its fields

@@ -19,24 +19,47 @@ from .hooks import GraphCut
 from .trace import as_found, unwrap, as_batch, trace, get_layer, get_call, call_name, name_of, layout_of, cam_weights, Layout, LayerCall
 
 # %% auto #0
-__all__ = ['KINDS', 'AUTO', 'METHODS', 'WEIGHTS', 'FORWARD', 'targets', 'Capture', 'capture', 'Method', 'register', 'unregister',
-           'get_method', 'check_method', 'load_plugins', 'first_component', 'weigh', 'cam_maps', 'layer_grads']
+__all__ = ['KINDS', 'AUTO', 'METHODS', 'WEIGHTS', 'FORWARD', 'targets', 'target_scores', 'scored_by_class', 'Capture', 'capture',
+           'Method', 'register', 'unregister', 'get_method', 'check_method', 'load_plugins', 'first_component', 'weigh',
+           'cam_maps', 'layer_grads']
 
 # %% ../nbs/02_methods.ipynb #89137f81
 def targets(out:Tensor, # the model's scores (bs, classes)
-            target=None, # None (each image's predicted class), an int for every image, or one class per image
-           )->Tensor: # (bs,) one class per image
-    "One class per image of `out`: the predicted one when `target` is None"
+            target=None, # None (each image's predicted class), an int for every image, one class per image, or class weights (floats)
+            weights:bool=False, # accept class weights: (classes,) for every image or (bs, classes), each image's score Σ w·scores
+           )->Tensor: # (bs,) one class per image, or (bs, classes) class weights
+    "One class per image of `out` (the predicted one when `target` is None), or with `weights` one row of class weights per image"
     if out.ndim != 2: raise ValueError(f"the model's output has shape {tuple(out.shape)}; a map needs scores of shape (bs, classes)")
     bs, nc = out.shape
     if target is None: return out.argmax(1)
     t = torch.as_tensor(target, device=out.device)
-    if t.is_floating_point() or t.dtype == torch.bool: raise TypeError(f"`target` must be None, an int or one int per image, not {t.dtype}")
+    if t.is_floating_point() and weights:                                 # a linear combination of the class scores
+        if t.shape not in ((nc,), (bs, nc)): raise ValueError(f"`target` as class weights has shape {tuple(t.shape)}: give ({nc},) for every image or ({bs}, {nc}), one row per image")
+        return t.to(out.dtype).expand(bs, nc).clone()
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise TypeError(f"`target` must be None, an int or one int per image{', or class weights as floats' if weights else ''}, not {t.dtype}")
     t = t.long().expand(bs) if t.ndim == 0 else t.long()
     if t.shape != (bs,): raise ValueError(f"`target` has {t.numel()} classes for a batch of {bs} images: give one per image, one int, or None")
     bad = t[(t < 0) | (t >= nc)]
     if len(bad): raise ValueError(f"`target` {bad[0].item()} is out of range: the model has {nc} classes (0 to {nc-1})")
     return t
+
+# %% ../nbs/02_methods.ipynb #8813db48
+def target_scores(out:Tensor, # scores (n, classes)
+                  t, # what `targets` gives for them: (n,) classes or (n, classes) weights; or a function of `out`
+                 )->Tensor: # (n,)
+    "Each row's target score: its class's score, its class weights times the scores, or what the function `t` gives"
+    if callable(t):
+        s = t(out)
+        if not isinstance(s, Tensor) or s.shape != out.shape[:1]:
+            raise ValueError(f"`target` as a function must return one score per image, shape ({len(out)},), not {tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__}")
+        return s
+    return out.gather(1, t[:, None])[:, 0] if not t.is_floating_point() else (out * t.to(out.dtype)).sum(1)
+
+def scored_by_class(c, label:str):
+    "An error where `c.target` is a function: `label` scores passes of its own (or reads the head's weights), which a class or class weights can do"
+    if callable(c.target): raise ValueError(f"{label} scores outputs other than the batch's (or reads the head's rows), so `target` must be a class "
+                                            "or class weights, not a function: use a gradient method (e.g. 'gradcam') with a function")
 
 # %% ../nbs/02_methods.ipynb #4a3209bb
 @dataclass(eq=False)
@@ -49,7 +72,7 @@ class Capture:
     raw:Tensor # its output as the model gave it (bs, ...)
     act:Tensor # the same as a map (bs, k, h, w)
     out:Tensor # the model's scores (bs, classes)
-    target:Tensor # each image's class (bs,)
+    target:object # each image's class (bs,), its class weights (bs, classes), or a function of the scores (one score per image)
     grad:Tensor=None # the gradient of each image's target score w.r.t. `act` (gradient methods only)
     eigen_smooth:bool=False # the call's option: each map the first principal component of the weighted channels
     bf16:bool=False # the call's option: a method's own passes in bfloat16 autocast
@@ -66,7 +89,7 @@ def _blind(model, m, x):
 # %% ../nbs/02_methods.ipynb #e680ecb1
 def capture(model:nn.Module, # any classifier
             x:Tensor, # a batch of images (bs, channels, h, w)
-            target=None, # as in `targets`
+            target=None, # as in `targets` (class weights too), or a function of the scores giving one score per image
             layers:list=(None,), # the layers to catch, each as `get_layer` takes it
             grads:bool=False, # also the gradient of each image's target score at each layer (one backward pass for all)
             layout=None, # the layers' layout when the model can't tell (`layout_of`)
@@ -88,8 +111,8 @@ def capture(model:nn.Module, # any classifier
             if s not in cut.at: raise ValueError(f"`layer` {call_name(model, *s, x)!r} did not run in the forward pass of {type(model).__name__}")
         raws = [cut.at[s] for s in sites]
         lays = [layout_of(model, m, r, x, layout, i) for (m, i), r in zip(sites, raws)]
-        t = targets(out, target)
-        gs = torch.autograd.grad(out.gather(1, t[:, None]).sum(), raws, allow_unused=True) if grads else [None] * len(sites)
+        t = target if callable(target) else targets(out, target, weights=True)
+        gs = torch.autograd.grad(target_scores(out, t).sum(), raws, allow_unused=True) if grads else [None] * len(sites)
     if grads and (none := [s for s, g in zip(sites, gs) if g is None]): raise ValueError(f"`layer` {call_name(model, *none[0], x)!r} does not lead to the model's output")
     out = out.detach()
     return [Capture(model, x, m, l, r.detach(), l.to_map(r.detach()), out, t, None if g is None else l.to_map(g), eigen_smooth, bf16, i)
@@ -282,7 +305,7 @@ def __call__(self:Method, c:Capture, **params)->Tensor: # (bs, h, w)
 @patch
 def maps(self:Method, model:nn.Module, # any classifier
           x:Tensor, # a batch of images (bs, channels, h, w)
-          target=None, # None (each image's predicted class), an int, or one class per image
+          target=None, # None (each image's predicted class), an int, one class per image, class weights, or a function of the scores
           layer=None, # as `get_layer` takes it, or a list of them: a list of maps, from one pass
           layout=None, eigen_smooth:bool=False, bf16:bool=False, # as in `capture`
           with_logits:bool=False, # also return the model's scores, from the same pass
@@ -319,7 +342,9 @@ def cam_maps(model:nn.Module, # a classifier whose head is GAP → Linear
 @register('cam', 'CAM', 'cam', relu=False)
 def _cam(c:Capture):
     "CAM: the head's weights of each image's class, at the layer the head pools; the map's mean plus the bias is the score"
-    return _head(c)[c.target]                                              # bs×k
+    scored_by_class(c, 'CAM')
+    W = _head(c)
+    return c.target.to(W) @ W if c.target.is_floating_point() else W[c.target]   # bs×k: class weights weigh the head's rows
 
 # %% ../nbs/02_methods.ipynb #88c0d92a
 @register('gradcam', 'Grad-CAM')

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import torch, torch.nn.functional as F
 from torch import nn, Tensor
 from .trace import as_found
-from .methods import Capture, capture, register, weigh, first_component
+from .methods import Capture, capture, register, weigh, first_component, target_scores, scored_by_class
 
 # %% auto #0
 __all__ = []
@@ -19,6 +19,7 @@ __all__ = []
 @register('scorecam', 'Score-CAM', 'forward', bf16=True)
 def _scorecam(c:Capture, bs:int=32):
     "Score-CAM: each channel weighed by the softmax of the target scores of the images it masks, `bs` masked images a pass"
+    scored_by_class(c, 'Score-CAM')
     model, x, act, t = c.model, c.x, c.act, c.target                       # act: B×K×h×w
     B, K = act.shape[:2]
     def scored(xm):                                                        # the model's scores of masked images
@@ -26,7 +27,8 @@ def _scorecam(c:Capture, bs:int=32):
     with as_found(model), torch.no_grad():
         flat = (act.amax((2,3)) == act.amin((2,3))).flatten()             # constant channels mask the image to black
         scores = act.new_empty(B * K)                                      # the score of each (image, channel)
-        if flat.any(): scores[flat] = scored(torch.zeros_like(x[:1]))[0, t.repeat_interleave(K)[flat]]
+        tk = t.repeat_interleave(K, 0)                                     # each (image, channel)'s target
+        if flat.any(): scores[flat] = target_scores(scored(torch.zeros_like(x[:1])).expand(int(flat.sum()), -1), tk[flat])
         live = flat.logical_not().nonzero()[:, 0]                          # the other (image, channel) pairs
         fmt = torch.channels_last if x.ndim == 4 and x.device.type == 'cpu' else torch.contiguous_format
         for i in range(0, len(live), bs):
@@ -38,7 +40,7 @@ def _scorecam(c:Capture, bs:int=32):
             except RuntimeError:                                           # a model that `view`s its input takes it contiguous only
                 if fmt == torch.contiguous_format: raise
                 fmt = torch.contiguous_format; y = scored(masked.contiguous())
-            scores[n] = y.gather(1, t[n // K, None])[:, 0]
+            scores[n] = target_scores(y, tk[n])
     return scores.view(B, K).softmax(1)                                    # bs×k
 
 # %% ../nbs/03_passes.ipynb #380b9bcb
@@ -63,9 +65,10 @@ def _ablated(o:Tensor, ks:Tensor, ch:int)->Tensor: # (len(ks), *o.shape[1:])
 
 # %% ../nbs/03_passes.ipynb #5efda43d
 def _ablation_scores(model, m, x, o, y, t, ch, bs, call=None)->Tensor: # (k,)
-    "The score of class `t` for image `x` (1, ...), `y` unablated, with each channel (axis `ch`) of its layer output `o` (its call `call`) ablated in turn, `bs` at a time"
+    "The target score (`t`: a class, or class weights) for image `x` (1, ...), `y` unablated, with each channel (axis `ch`) of its layer output `o` (its call `call`) ablated in turn, `bs` at a time"
     def run(a, once):
-        with _returning(m, a, call): return model(x if once else x.expand(len(a), *x.shape[1:]))[:, t]
+        with _returning(m, a, call): out = model(x if once else x.expand(len(a), *x.shape[1:]))
+        return target_scores(out, t.expand(len(out), *t.shape))
     try: once = torch.allclose(run(o.repeat(2, *[1] * (o.ndim - 1)), True), y.expand(2), rtol=1e-5, atol=1e-6 * y.abs().item())
     except RuntimeError: once = False                                     # e.g. a concatenation around the layer
     ks = torch.arange(o.shape[ch], device=o.device)
@@ -74,8 +77,9 @@ def _ablation_scores(model, m, x, o, y, t, ch, bs, call=None)->Tensor: # (k,)
 @register('ablationcam', 'AblationCAM', 'forward')
 def _ablationcam(c:Capture, bs:int=32):
     "AblationCAM: each channel weighed by the relative drop of the target score when it is ablated, `bs` ablated copies a pass"
+    scored_by_class(c, 'AblationCAM')
     with as_found(c.model), torch.no_grad():
-        y = c.out.gather(1, c.target[:, None])[:, 0]                       # bs: the unablated scores
+        y = target_scores(c.out, c.target)                                  # bs: the unablated scores
         drop = torch.stack([_ablation_scores(c.model, c.layer, c.x[i:i+1], c.raw[i:i+1], y[i], c.target[i], c.layout.channel_axis, bs, c.call)
                             for i in range(len(c.x))])                       # bs×k
     return (y[:, None] - drop) / y[:, None].abs().clamp(min=torch.finfo(y.dtype).tiny)   # the relative drop: |y|, so a negative score keeps its sign
