@@ -210,8 +210,7 @@ class TopLossCAM(Callback):
                  **kwargs, # the other fields of `CamOpts`: `eigen_smooth`, `aug_smooth`, `fuse`, `bf16`, `layout`, `params`
                 ):
         if k < 1: raise ValueError(f"`k` must be at least 1, not {k}")
-        given = {n: v for n, v in dict(method=method, layer=layer, target=target).items() if v is not None}
-        self.opts, self.k, self.fname = (opts or CamOpts()).replace(**given, **kwargs), k, fname
+        self.opts, self.k, self.fname = (opts or CamOpts()).given(method=method, layer=layer, target=target).replace(**kwargs), k, fname
         self.result, self.fitting, self.collect, self.done = None, False, False, None
     method = property(lambda self: self.opts.method.name)                  # fastcam 0.2's attributes, read from the options
     layer = property(lambda self: self.opts.layer)
@@ -373,7 +372,7 @@ def show_cam(self:Learner,
     cb = getattr(self, 'top_loss_cam', None)
     res, base = getattr(cb, 'result', None), cb.opts if cb else CamOpts()
     if isinstance(opts, dict): opts = base.replace(**opts)                       # the fields to change
-    o = ifnone(opts, base).replace(**{n: v for n, v in dict(method=method, layer=layer, target=target).items() if v is not None})
+    o = ifnone(opts, base).given(method=method, layer=layer, target=target)
     if items is not None: return _show_items(self, items, o, ncols, figsize, labels, **kwargs)
     k = ifnone(k, cb.k if cb else 9)
     if res is None or len(res) < k or o.named(self.model) != res.opts or dl is not None: res = self.top_losses_cam(k, dl=dl, opts=o)
@@ -387,11 +386,11 @@ def _show_items(learn, items, o:CamOpts, ncols, figsize, labels, **kwargs)->list
     dl = learn.dls.test_dl(list(items), num_workers=0)
     x = _as_plain(torch.cat([b[0] for b in dl]))
     t = _class_of(o.target, learn.dls.vocab, len(x))
-    maps, logits = class_maps(learn.model, x, t, opts=o.replace(target=None), with_logits=True)
+    used, why = pick_method(learn.model, x, o.method, o.layer)
+    maps, logits = class_maps(learn.model, x, t, opts=o.replace(method=used, target=None), with_logits=True)
     probs = getattr(learn.loss_func, 'activation', noop)(logits.detach().cpu())
     cls, v = probs.argmax(1) if t is None else t, class_names(learn.dls.vocab, labels)
     imgs = dl.decode((TensorImage(x),))[0].cpu().as_subclass(Tensor)
-    used, why = pick_method(learn.model, x, o.method, o.layer)
     axs = show_maps(maps.detach().cpu(), imgs, [f'{v[c]} / {probs[i, c]:.2f}' for i, c in enumerate(cls.tolist())], ncols=ncols,
                     figsize=figsize, relu=used.relu, **kwargs)
     axs[0].figure.suptitle(map_caption(used, layer_name(learn.model, o.layer, x), o, why))
@@ -412,6 +411,6 @@ def predict_cam(self:Learner,
     if isinstance(target, str) and target == 'actual': raise ValueError("`target='actual'`: `predict_cam` sees the image, not its label: give a class, or None for the predicted one")
     res = self.predict(item)
     x = first(self.dls.test_dl([item], num_workers=0))[0]
-    o = (opts or CamOpts()).replace(**{k: v for k, v in dict(method=method, layer=layer).items() if v is not None}, **kwargs)
+    o = (opts or CamOpts()).given(method=method, layer=layer).replace(**kwargs)
     t = _class_of(target, self.dls.vocab, 1)
     return (*res, class_maps(self.model, _as_plain(x), t, opts=o.replace(target=None))[0].detach().cpu())

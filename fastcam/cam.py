@@ -49,6 +49,7 @@ class CamOpts:
     @property
     def auto(self)->bool: return self.method is AUTO                     # whether the method is for `pick_method` to choose
     def replace(self, **kwargs)->CamOpts: return dataclasses.replace(self, **kwargs)
+    def given(self, **kwargs)->CamOpts: return self.replace(**{k: v for k, v in kwargs.items() if v is not None})   # the keywords a call gave (not None)
 
 # %% ../nbs/04_cam.ipynb #038339f3
 def _check_opts(o:CamOpts):
@@ -203,7 +204,7 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
                **kwargs, # the other fields of `CamOpts`: `layout`, `eigen_smooth`, `aug_smooth`, `fuse`, `bf16`, `params`
               ): # (bs, h, w) maps, or (maps, logits (bs, classes)) with `with_logits`
     "One map per image of `x`, for its `target` class, by `method` at `layer`"
-    o = (opts or CamOpts()).replace(**{k: v for k, v in dict(method=method, layer=layer).items() if v is not None}, **kwargs)
+    o = (opts or CamOpts()).given(method=method, layer=layer).replace(**kwargs)
     model = unwrap(model); xb = as_batch(model, x)
     t = _target_of(target, o.target)
     m, _ = pick_method(model, xb, o.method, o.layer, t)

@@ -8,7 +8,7 @@ Docs: https://fastcam.github.io/fastcam/interpret.html.md"""
 from __future__ import annotations
 import torch
 import torch.nn.functional as F
-from fastcore.basics import patch, ifnone, first
+from fastcore.basics import patch
 from fastcore.meta import delegates
 from fastcore.xtras import is_listy
 from fastai.interpret import Interpretation, ClassificationInterpretation
@@ -25,8 +25,7 @@ def _ranked(interp, k, largest)->tuple: # (losses, idxs), as fastai's `plot_top_
     if is_listy(k) or isinstance(k, range): return tuple(o[k] for o in interp.top_losses(None, largest))
     return interp.top_losses(k, largest)
 
-def _opts(opts, method, layer, target, kwargs)->CamOpts:
-    return (opts or CamOpts()).replace(**{n: v for n, v in dict(method=method, layer=layer, target=target).items() if v is not None}, **kwargs)
+def _opts(opts, method, layer, target, kwargs)->CamOpts: return (opts or CamOpts()).given(method=method, layer=layer, target=target).replace(**kwargs)
 
 _SHOW = ('ncols', 'nrows', 'figsize', 'labels', 'align', 'alpha', 'cmap', 'interpolation')
 
@@ -86,8 +85,8 @@ def confused_cams(self:ClassificationInterpretation, min_val:int=1, n:int=2, opt
     x = torch.cat([b[0] for b in self.learn.dls.test_dl([_item(self.dl.items, i) for i in idx.tolist()], with_labels=True)])
     x, model, nc = _as_plain(x), self.learn.model, len(self.vocab)
     contrast = F.one_hot(p, nc).float() - F.one_hot(a, nc).float()          # the score y_B - y_A as class weights
-    maps = torch.stack([class_maps(model, x, t.to(x.device), opts=o).detach().cpu() for t in (p, a, contrast)], 1)
     used, why = pick_method(model, x, o.method, o.layer)
+    maps = torch.stack([class_maps(model, x, t.to(x.device), opts=o.replace(method=used)).detach().cpu() for t in (p, a, contrast)], 1)
     return dict(maps=maps, actual=a, predicted=p, idxs=idx, x=x, method=used, caption=map_caption(used, layer_name(model, o.layer, x), o, why))
 
 # %% ../nbs/17_interpret.ipynb #526f193a
