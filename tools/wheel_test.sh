@@ -9,7 +9,10 @@ VENV="$(cd "${VENV:-.venv}" && pwd)"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 "$VENV/bin/python" -m build --outdir "$tmp/dist" . >"$tmp/build.log" 2>&1 || { tail -30 "$tmp/build.log"; exit 1; }
 "$VENV/bin/python" -m twine check --strict "$tmp"/dist/*
-unzip -l "$tmp"/dist/*.whl | grep -q 'fastcam-.*dist-info/licenses/LICENSE' || { echo 'wheel: no LICENSE in the wheel'; exit 1; }
+# Listings are read into a variable before grep: `producer | grep -q` under pipefail fails at random when grep exits
+# on its match while the producer still writes (SIGPIPE, exit 141) - this failed CI once.
+files="$(unzip -Z1 "$tmp"/dist/*.whl)"
+grep -q 'fastcam-.*dist-info/licenses/LICENSE' <<<"$files" || { echo 'wheel: no LICENSE in the wheel'; exit 1; }
 base="$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')"
 "$base" -m venv --without-pip "$tmp/venv"                     # no pip, no old setuptools to shadow the test environment's
 site="$("$tmp/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
@@ -27,7 +30,8 @@ assert maps.shape == (2, 2, 2) and n_hooks(m) == 0
 print(f'wheel: fastcam {fastcam.__version__} from {fastcam.__file__}: gradcam_maps ok')
 PY
 "$tmp/venv/bin/fastcam" --help >/dev/null
-"$tmp/venv/bin/fastcam" demo --help | grep -q -- '--fp32'
+demo_help="$("$tmp/venv/bin/fastcam" demo --help)"
+grep -q -- '--fp32' <<<"$demo_help"
 "$tmp/venv/bin/fastcam" demo --out "$tmp/demo" --n 200 --size 64 --epochs 1 --bs 16 --k 4 >"$tmp/demo.log" 2>&1 || { tail -30 "$tmp/demo.log"; exit 1; }
 test -f "$tmp/demo/summary.json" && test -f "$tmp/demo/top_losses.png" && test "$(ls "$tmp/demo/cams"/*.png | wc -l)" -eq 4
 echo "wheel: $(cd "$tmp/dist" && ls | tr '\n' ' ')built, checked, installed and run from a fresh environment"
