@@ -169,8 +169,9 @@ def _explain_batch(learn, x, o:CamOpts)->list: # (predicted classes, [(class, pr
 _COLS = ['file', 'status', 'reason', 'predicted', 'label', 'probability', 'target', 'method', 'layer', 'options', 'overlay', 'map_file']
 
 def _layer(layer):
-    "`--layer` as the library takes it: None, an int, a dotted name, or a list of those where commas join several"
+    "`--layer` as the library takes it: None (also for blank text), an int, a dotted name, or a list of those where commas join several"
     if not isinstance(layer, str): return layer
+    if not layer.strip(): return None                                               # blank: the default, as index.csv writes it
     parts = [int(o) if re.fullmatch(r'-?\d+', o) else o for o in map(str.strip, layer.split(','))]
     return parts if len(parts) > 1 else parts[0]
 

@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 from fastcore.basics import patch
-import torch
+import torch, torch.nn.functional as F
+from torch.nn.attention import sdpa_kernel, SDPBackend
 from torch import nn, Tensor
 from .hooks import GraphCut
 from .trace import as_found, unwrap, as_batch, trace, get_layer, get_call, call_name, name_of, layout_of, cam_weights, Layout, LayerCall
 
 # %% auto #0
-__all__ = ['KINDS', 'AUTO', 'METHODS', 'WEIGHTS', 'FORWARD', 'targets', 'target_scores', 'scored_by_class', 'Capture', 'capture',
-           'Method', 'register', 'unregister', 'get_method', 'check_method', 'load_plugins', 'first_component', 'weigh',
-           'cam_maps', 'layer_grads']
+__all__ = ['KINDS', 'AUTO', 'METHODS', 'WEIGHTS', 'FORWARD', 'targets', 'target_scores', 'rest_target', 'scored_by_class',
+           'Capture', 'capture', 'Method', 'register', 'unregister', 'get_method', 'check_method', 'load_plugins',
+           'first_component', 'weigh', 'cam_maps', 'layer_grads']
 
 # %% ../nbs/02_methods.ipynb #89137f81
 def targets(out:Tensor, # the model's scores (bs, classes)
@@ -56,6 +57,14 @@ def target_scores(out:Tensor, # scores (n, classes)
         return s
     return out.gather(1, t[:, None])[:, 0] if not t.is_floating_point() else (out * t.to(out.dtype)).sum(1)
 
+def rest_target(target=None, # as in `targets`: None (each image's predicted class), an int, or one class per image
+               )->Callable: # a function of the scores (n, classes) giving one score per image (n,)
+    "ShapleyCAM's ReST score of each image's class: its score less its cross-entropy loss, so that its softmax probability counts too"
+    def rest(out:Tensor)->Tensor:
+        t = targets(out, target)
+        return out.gather(1, t[:, None])[:, 0] - F.cross_entropy(out, t, reduction='none')
+    return rest
+
 def scored_by_class(c, label:str):
     "An error where `c.target` is a function: `label` scores passes of its own (or reads the head's weights), which a class or class weights can do"
     if callable(c.target): raise ValueError(f"{label} scores outputs other than the batch's (or reads the head's rows), so `target` must be a class "
@@ -77,6 +86,7 @@ class Capture:
     eigen_smooth:bool=False # the call's option: each map the first principal component of the weighted channels
     bf16:bool=False # the call's option: a method's own passes in bfloat16 autocast
     call:int=0 # which of `layer`'s calls in the pass `raw` is the output of, counted from 0 (a module may run more than once)
+    hvp:Tensor=None # the Hessian of each image's target score w.r.t. `act`, times `act` (the kind 'hessian' only)
     @property
     def site(self)->LayerCall: return LayerCall(self.layer, self.call)   # the layer's call, as `capture` takes it again
 
@@ -94,6 +104,7 @@ def capture(model:nn.Module, # any classifier
             grads:bool=False, # also the gradient of each image's target score at each layer (one backward pass for all)
             layout=None, # the layers' layout when the model can't tell (`layout_of`)
             eigen_smooth:bool=False, bf16:bool=False, # options passed on to the method (`Capture`)
+            hvp:bool=False, # with `grads`, also the Hessian-vector product H·A at each layer (a second backward pass per layer)
            )->list: # a `Capture` per layer
     "One pass of batch `x` caught at each of `layers` (with `grads`, and one backward pass from each image's `target` score)"
     model = unwrap(model); x = as_batch(model, x)
@@ -105,6 +116,7 @@ def capture(model:nn.Module, # any classifier
         st.enter_context(as_found(model))
         if grads: st.enter_context(torch.inference_mode(False)); st.enter_context(torch.enable_grad())
         else: st.enter_context(torch.no_grad())
+        if hvp: st.enter_context(sdpa_kernel(SDPBackend.MATH))             # the fused attention kernels have no second derivative
         cut = st.enter_context(GraphCut(*calls, calls=calls, grad=grads))
         out = model(x)
         for s in sites:
@@ -112,27 +124,35 @@ def capture(model:nn.Module, # any classifier
         raws = [cut.at[s] for s in sites]
         lays = [layout_of(model, m, r, x, layout, i) for (m, i), r in zip(sites, raws)]
         t = target if callable(target) else targets(out, target, weights=True)
-        gs = torch.autograd.grad(target_scores(out, t).sum(), raws, allow_unused=True) if grads else [None] * len(sites)
+        gs = torch.autograd.grad(target_scores(out, t).sum(), raws, allow_unused=True, create_graph=hvp) if grads else [None] * len(sites)
+        hs = [_hvp(g, r) for g, r in zip(gs, raws)] if grads and hvp else [None] * len(sites)
     if grads and (none := [s for s, g in zip(sites, gs) if g is None]): raise ValueError(f"`layer` {call_name(model, *none[0], x)!r} does not lead to the model's output")
     out = out.detach()
-    return [Capture(model, x, m, l, r.detach(), l.to_map(r.detach()), out, t, None if g is None else l.to_map(g), eigen_smooth, bf16, i)
-            for (m, i), l, r, g in zip(sites, lays, raws, gs)]
+    return [Capture(model, x, m, l, r.detach(), l.to_map(r.detach()), out, t, None if g is None else l.to_map(g.detach()), eigen_smooth, bf16, i,
+                    None if h is None else l.to_map(h)) for (m, i), l, r, g, h in zip(sites, lays, raws, gs, hs)]
+
+def _hvp(g:Tensor, a:Tensor)->Tensor:
+    "The Hessian-vector product H·a, from the gradient `g` of a score w.r.t. `a` made with `create_graph`: zero where `g` does not depend on `a`"
+    h = torch.autograd.grad(g, a, grad_outputs=a.detach(), retain_graph=True, allow_unused=True) if g is not None and g.requires_grad else (None,)
+    return torch.zeros_like(a) if h[0] is None else h[0].detach()
 
 # %% ../nbs/02_methods.ipynb #1e9a4798
 KINDS = {'cam': "the head's weights, at the layer the head pools (exact)",
          'gradient': 'weights from the activations and their gradients: one forward and one backward pass',
-         'forward': 'passes of its own: no gradient at the layer, or several passes'}
+         'forward': 'passes of its own: no gradient at the layer, or several passes',
+         'hessian': "weights from the activations, their gradients and the Hessian's product with them: one forward and two backward passes"}
 
 @dataclass(frozen=True, eq=False)
 class Method:
     "A way of making maps: what `method=` calls it, what captions say, what it needs from the pass, its rule and its parameters"
     name:str # what `method=` takes, e.g. 'gradcam++'
     label:str # what captions say, e.g. 'Grad-CAM++'
-    kind:str # one of `KINDS`: 'cam', 'gradient' or 'forward'
+    kind:str # one of `KINDS`: 'cam', 'gradient', 'forward' or 'hessian'
     fn:Callable # `fn(capture, **params)`: weights (bs, k) or (bs, k, h, w) for `capture.act`, or the map (bs, h, w)
     relu:bool=True # a display drops the map's negative evidence (CAM's map keeps its sign: it adds up to the score)
     bf16:bool=False # its passes may run in bfloat16 autocast (`bf16=True`)
     eigen:bool=False # its map is always the weighted channels' first principal component (`eigen_smooth`)
+    whole:bool=False # its map comes from the whole model (e.g. every bias layer), not from one layer: `layer` stays at its default
     params:dict=field(default_factory=dict) # its own parameters and their defaults, from `fn`'s signature
     doc:str='' # one line: what it does, from `fn`'s docstring
     def __repr__(self): return f"Method({self.name!r}, {self.label!r}, {self.kind!r}{''.join(f', {k}={v!r}' for k, v in self.params.items())})"
@@ -159,10 +179,11 @@ def register(name:str, # what `method=` will take; not 'auto'
              relu:bool=True, # a display drops the map's negative evidence
              bf16:bool=False, # its passes may run in bfloat16 (`bf16=True`)
              eigen:bool=False, # always `eigen_smooth`
+             whole:bool=False, # its map comes from the whole model, not from the layer (which it refuses)
              replace:bool=False, # replace a method of that name
             )->Method: # the record (the decorated name becomes it)
     "Add the method `name` to the registry: `method=name` then works in `class_maps`, `TopLossCAM`, `show_cam` and `fastcam explain`"
-    if fn is None: return lambda f: register(name, label, kind, f, relu, bf16, eigen, replace)
+    if fn is None: return lambda f: register(name, label, kind, f, relu, bf16, eigen, whole, replace)
     if not isinstance(name, str) or not name or any(ch in name for ch in ' ,=') or name == 'auto':
         raise ValueError(f"a method's name is a word without spaces, commas or '=', and not 'auto': not {name!r}")
     if kind not in KINDS: raise ValueError(f"`kind` must be one of {', '.join(map(repr, KINDS))}, not {kind!r}")
@@ -174,7 +195,7 @@ def register(name:str, # what `method=` will take; not 'auto'
     old = _REGISTRY.get(name)
     if old is not None and not replace and not _same(old.fn, fn):
         raise ValueError(f"a method called {name!r} is registered already ({old.label}): pass `replace=True` to replace it")
-    m = Method(name, label or name, kind, fn, relu, bf16, eigen, {p.name: p.default for p in ps[1:]}, (fn.__doc__ or '').strip().split('\n')[0])
+    m = Method(name, label or name, kind, fn, relu, bf16, eigen, whole, {p.name: p.default for p in ps[1:]}, (fn.__doc__ or '').strip().split('\n')[0])
     _REGISTRY[name] = m
     return m
 
@@ -313,8 +334,10 @@ def maps(self:Method, model:nn.Module, # any classifier
          ): # (bs, h, w) maps (a list of them for a list of layers), and the scores with `with_logits`
     "This method's maps of `target` at `layer` for batch `x`"
     params = self.check(params, bf16)
+    if self.whole and layer is not None:
+        raise ValueError(f"{self.label} makes its maps from the whole model, not from one layer: leave `layer` at its default (None; no --layer), not {layer!r}")
     many = isinstance(layer, (list, tuple))
-    caps = capture(model, x, target, list(layer) if many else [layer], self.kind == 'gradient', layout, eigen_smooth, bf16)
+    caps = capture(model, x, target, list(layer) if many else [layer], self.kind in ('gradient', 'hessian'), layout, eigen_smooth, bf16, self.kind == 'hessian')
     res = [self(c, **params) for c in caps]
     res = res if many else res[0]
     return (res, caps[0].out) if with_logits else res
@@ -388,6 +411,12 @@ def _gradcamelementwise(c:Capture):
     return c.grad * (c.grad * c.act > 0)                                  # bs×k×h×w: relu(g·A) = (g where g·A > 0)·A
 
 register('eigengradcam', 'EigenGradCAM', 'gradient', _hirescam.fn, eigen=True)   # HiResCAM's g·A, its first principal component
+
+# %% ../nbs/02_methods.ipynb #218d49d0
+@register('shapleycam', 'ShapleyCAM', 'hessian')
+def _shapleycam(c:Capture):
+    "ShapleyCAM: each channel weighed by the mean of its gradient less half the Hessian's product with the activations"
+    return (c.grad - .5 * c.hvp).mean((2,3))                              # bs×k
 
 # %% ../nbs/02_methods.ipynb #0766dcb7
 import fastcam.passes                                 # the methods with passes of their own register themselves (`03_passes`)

@@ -166,7 +166,7 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
     x0 = dl.one_batch()[0].as_subclass(Tensor)
     if methods is None: methods = [m for m in METHODS if get_method(m).kind != 'cam' or not trace(learn.model, x0).cam]
     methods = [get_method(m).name for m in methods]
-    at = lambda m: None if get_method(m).kind == 'cam' else layer    # CAM is at the layer the head pools
+    at = lambda m: None if get_method(m).kind == 'cam' or get_method(m).whole else layer   # CAM is at the layer the head pools; FullGrad everywhere
     boxes, maps, seen = pets_boxes(dl), {m: [] for m in methods}, 0
     for xb, yb in progress_bar(dl, leave=False):
         if n is not None and seen >= n: break
@@ -178,7 +178,7 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
     for m in methods:
         mp = torch.cat(maps[m])
         iou = box_iou(cam_boxes(mp, size, thresh), boxes)
-        rows.append(dict(method=m, layer=layer_name(learn.model, at(m), x0), map=f'{mp.shape[1]}×{mp.shape[2]}',
+        rows.append(dict(method=m, layer='all' if get_method(m).whole else layer_name(learn.model, at(m), x0), map=f'{mp.shape[1]}×{mp.shape[2]}',
                          pointing_game=pointing_game(mp, boxes, size).float().mean().item(), mean_iou=iou.mean().item(),
                          iou_50=(iou >= .5).float().mean().item()))
     iou = box_iou(_centre_boxes(boxes, size), boxes)

@@ -1,4 +1,4 @@
-"""Score-CAM, EigenCAM, AblationCAM and SmoothGrad-CAM++: methods that ask the model more than one forward and one backward pass can tell, each one registration
+"""Score-CAM, EigenCAM, KPCA-CAM, AblationCAM, SmoothGrad-CAM++, Finer-CAM and the RandomCAM baseline: methods that ask the model more than one forward and one backward pass can tell, or need no gradient, each one registration
 
 Docs: https://fastcam.github.io/fastcam/passes.html.md"""
 
@@ -7,7 +7,7 @@ Docs: https://fastcam.github.io/fastcam/passes.html.md"""
 # %% ../nbs/03_passes.ipynb #ec831fef
 from __future__ import annotations
 from contextlib import contextmanager
-import torch, torch.nn.functional as F
+import numpy as np, torch, torch.nn.functional as F
 from torch import nn, Tensor
 from .trace import as_found
 from .methods import Capture, capture, register, weigh, first_component, target_scores, scored_by_class
@@ -116,3 +116,70 @@ def _finercam(c:Capture, n:int=3, alpha:float=1.):
     if c.target.is_floating_point(): raise ValueError("Finer-CAM chooses the rivals of one class: give a class, not class weights")
     g, = capture(c.model, c.x, finer_target(c.out, c.target, n, alpha), [c.site], grads=True, layout=c.layout)
     return g.grad.mean((2,3))                                             # bs×k: Grad-CAM's weights, for the clean pass's activations
+
+# %% ../nbs/03_passes.ipynb #dd5e2f5f
+_KERNELS = ('sigmoid', 'rbf', 'poly', 'cosine', 'linear')
+
+def _kernel(v:Tensor, kernel:str, gamma:float)->Tensor: # bs×n×n
+    "scikit-learn's kernel `kernel` between the rows of each image's cells `v` (bs, n, k)"
+    d = v @ v.mT                                                           # the dot products
+    if kernel == 'linear': return d
+    if kernel == 'sigmoid': return torch.tanh(gamma * d + 1.)
+    if kernel == 'poly': return (gamma * d + 1.) ** 3
+    if kernel == 'cosine': u = F.normalize(v, dim=2); return u @ u.mT
+    sq = d.diagonal(dim1=1, dim2=2)                                        # rbf: |a - b|² = |a|² + |b|² - 2 a·b
+    return torch.exp(-gamma * (sq[:, :, None] + sq[:, None, :] - 2 * d).clamp(min=0))
+
+@register('kpcacam', 'KPCA-CAM', 'forward')
+def _kpcacam(c:Capture, kernel:str='sigmoid', gamma:float=None):
+    "KPCA-CAM: the cells' first kernel principal component (scikit-learn's kernels; `gamma` None: 1/channels), turned to rise with their sum"
+    if kernel not in _KERNELS: raise ValueError(f"KPCA-CAM's `kernel` must be one of {', '.join(map(repr, _KERNELS))}, not {kernel!r}")
+    v = c.act.flatten(2).transpose(1, 2)                                   # bs×n×k: one row per cell
+    v = v - v.mean(1, keepdim=True)
+    low = v.dtype in (torch.float16, torch.bfloat16)                       # no eigendecomposition in half precision
+    K = _kernel(v.float() if low else v, kernel, 1 / v.shape[2] if gamma is None else float(gamma))
+    K = K - K.mean(1, keepdim=True) - K.mean(2, keepdim=True) + K.mean((1, 2), keepdim=True)   # centred in feature space
+    lam, vec = torch.linalg.eigh(K)                                        # ascending
+    p = (vec[..., -1] * lam[:, -1:].clamp(min=0).sqrt()).to(c.act)         # bs×n: the first component's coordinates
+    s = torch.sign((p * c.act.sum(1).flatten(1)).sum(1))
+    return (p * torch.where(s == 0, 1, s)[:, None]).view(c.act.shape[0], *c.act.shape[2:])   # bs×h×w
+
+# %% ../nbs/03_passes.ipynb #bc1bf392
+def _bias(m:nn.Module)->Tensor:
+    "A layer's bias as its output sees it: a BatchNorm's, in eval mode, with its running statistics folded in"
+    if isinstance(m, nn.BatchNorm2d): return m.bias - m.running_mean * m.weight / (m.running_var + m.eps).sqrt()
+    return m.bias
+
+def _scaled(m:Tensor)->Tensor: # the same shape
+    "Each map of `m` (..., h, w) shifted to 0 at its minimum and divided by its maximum plus 1e-7, as pytorch-grad-cam scales"
+    m = m - m.amin((-2, -1), keepdim=True)
+    return m / (1e-7 + m.amax((-2, -1), keepdim=True))
+
+@register('fullgrad', 'FullGrad', 'forward', whole=True)
+def _fullgrad(c:Capture):
+    "FullGrad: |input gradient × input| plus |bias × output gradient| of every convolution and BatchNorm2d, each map scaled to [0, 1], summed"
+    if c.eigen_smooth: raise ValueError("FullGrad takes no `eigen_smooth`: its map is a sum of scaled maps, not of weighted channels; leave it False")
+    mods = [m for m in c.model.modules() if type(m) in (nn.Conv2d, nn.BatchNorm2d) and m.bias is not None]
+    if not mods: raise ValueError(f"FullGrad sums the bias gradients of Conv2d and BatchNorm2d layers, and {type(c.model).__name__} has none with a bias: use another method")
+    outs = []
+    def keep(m, i, o): outs.append((m, o)); return o.clone()             # the rest of the model gets a copy: in-place ops there can't touch `o`
+    hs = [m.register_forward_hook(keep) for m in mods]
+    try:
+        with as_found(c.model), torch.inference_mode(False), torch.enable_grad():
+            x = c.x.detach().clone().requires_grad_()
+            gs = torch.autograd.grad(target_scores(c.model(x), c.target).sum(), [x, *(o for _, o in outs)], allow_unused=True)
+    finally:
+        for h in hs: h.remove()
+    total = _scaled((gs[0] * x).abs().detach()).sum(1)                     # bs×H×W: the input's part, its colours scaled apart
+    for (m, o), g in zip(outs, gs[1:]):
+        if g is None: continue                                             # a layer the score does not depend on
+        part = _scaled((_bias(m).detach().to(g)[:, None, None] * g).abs()).sum(1, keepdim=True)   # bs×1×h×w
+        total = total + F.interpolate(part, x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
+    return _scaled(total)                                                  # bs×H×W
+
+# %% ../nbs/03_passes.ipynb #3d1f3a89
+@register('randomcam', 'RandomCAM', 'forward')
+def _randomcam(c:Capture, seed:int=0):
+    "RandomCAM, the baseline: each channel weighed by a number drawn uniformly from [-1, 1] (numpy, `seed`), the same for every image"
+    w = np.random.RandomState(seed).uniform(-1, 1, c.act.shape[1])
+    return torch.as_tensor(w).to(c.act).expand(len(c.act), -1)            # bs×k

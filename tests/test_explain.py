@@ -16,7 +16,7 @@ from torchvision.models import resnet18
 from fastai.torch_core import set_seed
 from fastcam.data import pets_dls
 from fastcam.learner import cam_learner
-from fastcam.cam import class_maps, gradcam_maps
+from fastcam.cam import class_maps, gradcam_maps, get_method
 from fastcam.callback import TopLosses
 import fastcam.cli as cli
 import fastcam.explain as ex
@@ -62,10 +62,12 @@ def test_command_end_to_end(exported, tmp_path):
 @pytest.mark.parametrize('args, message', [
     (('nope.pkl', 'imgs'), "fastcam explain: no learner file 'nope.pkl'"),
     (('model.pkl', 'empty'), 'fastcam explain: no image files in empty: give image files or folders that hold some'),
-    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown `method` 'lime': use 'auto' or one of 'cam', 'gradcam', 'gradcam++', 'xgradcam', 'hirescam', 'layercam', 'gradcamelementwise', 'eigengradcam', 'scorecam', 'eigencam', 'ablationcam', 'smoothgradcampp'"),
+    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown `method` 'lime': use 'auto' or one of 'cam', 'gradcam', 'gradcam++', 'xgradcam', 'hirescam', 'layercam', 'gradcamelementwise', 'eigengradcam', 'shapleycam', 'scorecam', 'eigencam', 'ablationcam', 'smoothgradcampp'"),
     (('model.pkl', 'imgs', '--method', 'gradcam', '--layer', '12'), 'fastcam explain: --layer: `layer` 12 is out of range: the body has 7 groups'),
     (('model.pkl', 'imgs', '--target', 'dog'), "fastcam explain: unknown --target 'dog': use 'predicted', a class of ['False', 'True'] or its index"),
     (('pets/boxes.csv', 'imgs'), "fastcam explain: cannot load the learner 'pets/boxes.csv'"),
+    (('model.pkl', 'imgs', '--method', 'fullgrad', '--layer', '-2'), "fastcam explain: --method fullgrad: FullGrad makes its maps from the whole model, not from one layer: leave `layer` at its default (None; no --layer), not -2"),
+    (('model.pkl', 'imgs', '--method', 'kpcacam', '--param', 'kernel=laplace'), "fastcam explain: --method kpcacam: KPCA-CAM's `kernel` must be one of 'sigmoid', 'rbf', 'poly', 'cosine', 'linear', not 'laplace'"),
 ])
 def test_bad_options_one_clear_line(exported, args, message):
     d, _ = exported
@@ -130,17 +132,32 @@ def test_odd_images(exported, tmp_path, monkeypatch):
     np.testing.assert_allclose(np.load(tmp_path/'out'/idx.map_file['deep.png']), grey, rtol=1e-5, atol=1e-5)   # 16-bit read as 8-bit
     np.testing.assert_allclose(np.load(tmp_path/'out'/idx.map_file['float.tif']), grey, rtol=1e-5, atol=1e-5)  # float in [0, 1] too
 
-@pytest.mark.parametrize('method', ['hirescam', 'scorecam'])
+@pytest.mark.parametrize('method', ['hirescam', 'scorecam', 'shapleycam', 'kpcacam', 'fullgrad', 'randomcam', 'finercam'])
 def test_any_method(exported, tmp_path, method):
-    "`--method` takes every method; the saved maps are that method's"
+    "`--method` takes every method; the saved maps are that method's (FullGrad's, of the whole model, at the image's size)"
     d, learn = exported
-    files = sorted((d/'imgs').iterdir())[:5]
-    idx = ex.explain_images(str(d/'model.pkl'), *map(str, files), out=str(tmp_path), method=method, layer='-2', bs=2)
+    files, whole = sorted((d/'imgs').iterdir())[:5], get_method(method).whole
+    idx = ex.explain_images(str(d/'model.pkl'), *map(str, files), out=str(tmp_path), method=method, layer='' if whole else '-2', bs=2)
     assert (idx.status == 'ok').all() and (idx.method == method).all()
     x = learn.dls.test_dl([ex.load_rgb(f) for f in files]).one_batch()[0]
-    maps = class_maps(learn.model, x, None, method, -2)
+    maps = class_maps(learn.model, x, None, method, None if whole else -2)
+    assert maps.shape[-2:] == ((64, 64) if whole else (8, 8))
     saved = torch.stack([torch.tensor(np.load(tmp_path/f)) for f in idx.map_file])
     torch.testing.assert_close(saved, maps, rtol=1e-4, atol=1e-4 * maps.abs().max().item())
+
+@pytest.mark.parametrize('method', ['shapleycam', 'kpcacam', 'fullgrad', 'randomcam', 'finercam'])
+def test_newer_methods_in_the_callback_and_show_cam(exported, method):
+    "The newer methods through `TopLossCAM`'s pass (`top_losses_cam`) and `show_cam`: each map that method's of that image and class, the caption its own"
+    d, learn = exported
+    whole = get_method(method).whole
+    res = learn.top_losses_cam(3, method=method, layer=None if whole else -2)
+    assert res.method == method and len(res) == 3
+    x = torch.cat([b[0] for b in learn.dls.valid.new(shuffle=False)])[res.idxs].as_subclass(torch.Tensor)
+    ref = class_maps(learn.model, x, res.predicted, method, None if whole else -2)
+    torch.testing.assert_close(res.maps, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    with learn.no_bar(): axs = learn.show_cam(3, method=method, layer=None if whole else -2)
+    label = get_method(method).label
+    assert axs[0].figure._suptitle.get_text() == (f'{label} at every bias layer' if whole else f'{label} at 0.5')
 
 def saved_maps(out, idx): return torch.stack([torch.tensor(np.load(out/f)) for f in idx.map_file])
 

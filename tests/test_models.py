@@ -142,7 +142,7 @@ def test_every_method_on_tokens():
     "Every method on a ViT's tokens and a Swin's channels-last stage: batched (== one image at a time), hook-safe, model left as found"
     from timm.models.vision_transformer import VisionTransformer
     from timm.models.swin_transformer import SwinTransformer
-    from fastcam.cam import METHODS
+    from fastcam.cam import METHODS, get_method
     torch.manual_seed(0)
     vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3).double()
     swin = SwinTransformer(img_size=32, patch_size=4, window_size=4, embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=3).double()
@@ -152,9 +152,12 @@ def test_every_method_on_tokens():
         before = [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]
         for method in METHODS:
             if method == 'cam' and model is vit: continue                     # its head reads the class token: no CAM
-            lyr = None if method == 'cam' else layer                          # CAM: the layer the head pools
+            whole = get_method(method).whole                                  # FullGrad: the whole model, maps at the image's size
+            lyr = None if method == 'cam' or whole else layer                 # CAM: the layer the head pools
             with torch.no_grad(): maps = class_maps(model, x, [0, 1, 2], method, lyr)
-            assert maps.shape == (3, 4, 4)
+            assert maps.shape == ((3, 32, 32) if whole else (3, 4, 4)), (method, maps.shape)
+            if whole and layer is not None:
+                with pytest.raises(ValueError, match=f"{get_method(method).label} makes its maps from the whole model"): class_maps(model, x, method=method, layer=layer)
             if method == 'smoothgradcampp':                                   # noise on the input: the same noise, the same maps
                 torch.manual_seed(1); a = class_maps(model, x, [0, 1, 2], method, lyr)
                 torch.manual_seed(1); assert torch.equal(a, class_maps(model, x, [0, 1, 2], method, lyr))
