@@ -5,7 +5,7 @@ channel and image: 16,384 at batch 32); then the localisation table of every met
 Time: median of `--reps` calls, round-robin (ratio to fastcam's). Memory: the peak RSS of one call in a fresh
 process, minus the RSS before it. Run: `make bench`, or `python bench/bench_methods.py --quick` (batch 8, no table)."""
 import argparse, io, json, subprocess, sys, tempfile, time, warnings
-from contextlib import redirect_stderr
+from contextlib import redirect_stderr, redirect_stdout
 warnings.filterwarnings('ignore')
 import torch
 from bench_gradcam import setup, time_all, rss_mb, peak_mb, reset_peak
@@ -13,21 +13,24 @@ from fastcam.learner import _native_bf16
 
 PGC = {'gradcam': 'GradCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM', 'hirescam': 'HiResCAM',
        'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM', 'gradcamelementwise': 'GradCAMElementWise', 'eigencam': 'EigenCAM',
-       'eigengradcam': 'EigenGradCAM', 'ablationcam': 'AblationCAM'}
+       'eigengradcam': 'EigenGradCAM', 'ablationcam': 'AblationCAM', 'shapleycam': 'ShapleyCAM', 'kpcacam': 'KPCA_CAM',
+       'fullgrad': 'FullGrad', 'randomcam': 'RandomCAM', 'finercam': 'FinerCAM'}
 ONE_PER_CHANNEL = ('scorecam', 'ablationcam')   # a forward pass per channel and image: measured at batch 2, one call each
 TORCHCAM = {'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgradcam': 'XGradCAM', 'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM',
-            'smoothgradcampp': 'SmoothGradCAMpp'}
+            'smoothgradcampp': 'SmoothGradCAMpp', 'finercam': 'FinerCAM'}
 
 def fastcam(method, model, x, target):
-    from fastcam.cam import gradcam_maps
-    bf16 = method.endswith('+bf16')                                     # 'scorecam+bf16': its opt-in bfloat16 passes
-    return gradcam_maps(model, x, target=target, layer='layer4', method=method.removesuffix('+bf16'), bf16=bf16)
+    from fastcam.cam import gradcam_maps, get_method
+    bf16, name = method.endswith('+bf16'), method.removesuffix('+bf16')  # 'scorecam+bf16': its opt-in bfloat16 passes
+    layer = None if get_method(name).whole else 'layer4'                  # FullGrad: every bias layer
+    return gradcam_maps(model, x, target=target, layer=layer, method=name, bf16=bf16)
 
 def pytorch_grad_cam(method, model, x, target):
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    with getattr(pgc, PGC[method])(model=model, target_layers=[model.layer4]) as cam, redirect_stderr(io.StringIO()):
+    with getattr(pgc, PGC[method])(model=model, target_layers=[model.layer4]) as cam, redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
         if method == 'scorecam': cam.batch_size = 32
+        if method == 'finercam': return cam(input_tensor=x)                     # its rivals are chosen from the predicted class
         return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in target])
 
 def torchcam(method, model, x, target):
@@ -35,7 +38,7 @@ def torchcam(method, model, x, target):
     kw = dict(batch_size=32) if method == 'scorecam' else {}
     with getattr(tcm, TORCHCAM[method])(model, target_layer='layer4', **kw) as ext:
         out = model(x)
-        return ext(target.tolist(), out)
+        return ext(target.tolist(), out) if method != 'finercam' else ext(out.argmax(1).tolist(), out)
 
 LIBS = dict(fastcam=fastcam, pytorch_grad_cam=pytorch_grad_cam, torchcam=torchcam)
 def has(lib, method): return lib == 'fastcam' or method in dict(pytorch_grad_cam=PGC, torchcam=TORCHCAM)[lib]
@@ -52,18 +55,18 @@ def measure(lib, method, bs):
     out = subprocess.run([sys.executable, __file__, '--child', lib, method, str(bs)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
-def speed_and_memory(bs, reps):
+def speed_and_memory(bs, reps, only=None):
     from fastcam.cam import METHODS
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; resnet34 224 px, layer4, batch {bs}; '
           f'time: median of {reps} (ratio to fastcam), peak memory of one call in a fresh process (MB)')
     model, x, target = setup(bs)
-    for method in [m for m in METHODS if m not in ('cam', *ONE_PER_CHANNEL)]:
+    for method in [m for m in METHODS if m not in ('cam', *ONE_PER_CHANNEL) and (only is None or m in only)]:
         libs = [l for l in LIBS if has(l, method)]
         ts = time_all({l: (lambda l=l: LIBS[l](method, model, x, target)) for l in libs}, reps)
         mem = {l: measure(l, method, bs)['peak'] for l in libs}
         print(f'{method:10s} ' + '  '.join(f"{l} {ts[l]:.2f} s ({ts[l] / ts['fastcam']:.2f}x), {mem[l]:.0f} MB" for l in libs))
     sb = 2
-    for method in ONE_PER_CHANNEL:
+    for method in [m for m in ONE_PER_CHANNEL if only is None or m in only]:
         libs = [l for l in LIBS if has(l, method)]
         res = {l: measure(l, method, sb) for l in libs}
         print(f'{method:10s} ' + '  '.join(f"{l} {r['seconds']:.1f} s ({r['seconds'] / res['fastcam']['seconds']:.2f}x), {r['peak']:.0f} MB"
@@ -72,9 +75,9 @@ def speed_and_memory(bs, reps):
             r = measure('fastcam', 'scorecam+bf16', sb)
             print(f"{'':10s} fastcam bf16=True {r['seconds']:.1f} s ({r['seconds'] / res['fastcam']['seconds']:.2f}x), {r['peak']:.0f} MB"
                   f"   (bfloat16 autocast, opt-in; native bfloat16 on this CPU: {_native_bf16()})")
-    print(f"           pytorch-grad-cam's Score-CAM builds all masked inputs at once: {32 * 512 * 3 * 224 * 224 * 4 / 2**30:.1f} GB at batch 32")
+    if only is None or 'scorecam' in only: print(f"           pytorch-grad-cam's Score-CAM builds all masked inputs at once: {32 * 512 * 3 * 224 * 224 * 4 / 2**30:.1f} GB at batch 32")
 
-def localisation(n, epochs):
+def localisation(n, epochs, only=None):
     from fastcam.all import pets_dls, cam_learner, resnet18, set_seed, error_rate
     from fastcam.metrics import localisation_report
     set_seed(0, reproducible=True)
@@ -88,7 +91,7 @@ def localisation(n, epochs):
     with pd.option_context('display.float_format', '{:.3f}'.format, 'display.width', 160):
         for layer in (-1, -2):
             t = time.perf_counter()
-            rep = localisation_report(learn, layer=layer, n=n)
+            rep = localisation_report(learn, methods=only, layer=layer, n=n)
             print(f'\nlayer={layer} ({time.perf_counter() - t:.0f} s)\n{rep}')
 
 def main():
@@ -97,11 +100,13 @@ def main():
     p.add_argument('--reps', type=int, default=3)
     p.add_argument('--n', type=int, default=200, help='validation images in the localisation table')
     p.add_argument('--table', action='store_true', help='only the localisation table')
+    p.add_argument('--methods', help="only these methods, joined by commas (e.g. 'cam,gradcam,fullgrad')")
     p.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child: return child(a.child[0], a.child[1], int(a.child[2]))
-    if a.table: return localisation(a.n, 4)
-    speed_and_memory(8 if a.quick else 32, 1 if a.quick else a.reps)
-    if not a.quick: localisation(a.n, 4)
+    only = a.methods.split(',') if a.methods else None
+    if a.table: return localisation(a.n, 4, only)
+    speed_and_memory(8 if a.quick else 32, 1 if a.quick else a.reps, only)
+    if not a.quick: localisation(a.n, 4, only)
 
 if __name__ == '__main__': main()

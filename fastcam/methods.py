@@ -22,7 +22,7 @@ from .trace import as_found, unwrap, as_batch, trace, get_layer, get_call, call_
 # %% auto #0
 __all__ = ['KINDS', 'AUTO', 'METHODS', 'WEIGHTS', 'FORWARD', 'targets', 'target_scores', 'rest_target', 'scored_by_class',
            'Capture', 'capture', 'Method', 'register', 'unregister', 'get_method', 'check_method', 'load_plugins',
-           'first_component', 'weigh', 'cam_maps', 'layer_grads']
+           'first_component', 'weigh', 'cam_maps', 'layer_grads', 'finer_score']
 
 # %% ../nbs/02_methods.ipynb #89137f81
 def targets(out:Tensor, # the model's scores (bs, classes)
@@ -60,6 +60,7 @@ def target_scores(out:Tensor, # scores (n, classes)
 def rest_target(target=None, # as in `targets`: None (each image's predicted class), an int, or one class per image
                )->Callable: # a function of the scores (n, classes) giving one score per image (n,)
     "ShapleyCAM's ReST score of each image's class: its score less its cross-entropy loss, so that its softmax probability counts too"
+    if callable(target): raise ValueError("the ReST score is of a class: give a class (or None), not a function")
     def rest(out:Tensor)->Tensor:
         t = targets(out, target)
         return out.gather(1, t[:, None])[:, 0] - F.cross_entropy(out, t, reduction='none')
@@ -153,6 +154,7 @@ class Method:
     bf16:bool=False # its passes may run in bfloat16 autocast (`bf16=True`)
     eigen:bool=False # its map is always the weighted channels' first principal component (`eigen_smooth`)
     whole:bool=False # its map comes from the whole model (e.g. every bias layer), not from one layer: `layer` stays at its default
+    score:Callable=None # its own score of the target: `score(target, **params)` gives the function of the model's scores the pass differentiates
     params:dict=field(default_factory=dict) # its own parameters and their defaults, from `fn`'s signature
     doc:str='' # one line: what it does, from `fn`'s docstring
     def __repr__(self): return f"Method({self.name!r}, {self.label!r}, {self.kind!r}{''.join(f', {k}={v!r}' for k, v in self.params.items())})"
@@ -180,10 +182,11 @@ def register(name:str, # what `method=` will take; not 'auto'
              bf16:bool=False, # its passes may run in bfloat16 (`bf16=True`)
              eigen:bool=False, # always `eigen_smooth`
              whole:bool=False, # its map comes from the whole model, not from the layer (which it refuses)
+             score:Callable=None, # `score(target, **params)`: the function of the scores its pass differentiates, instead of the target's score
              replace:bool=False, # replace a method of that name
             )->Method: # the record (the decorated name becomes it)
     "Add the method `name` to the registry: `method=name` then works in `class_maps`, `TopLossCAM`, `show_cam` and `fastcam explain`"
-    if fn is None: return lambda f: register(name, label, kind, f, relu, bf16, eigen, whole, replace)
+    if fn is None: return lambda f: register(name, label, kind, f, relu, bf16, eigen, whole, score, replace)
     if not isinstance(name, str) or not name or any(ch in name for ch in ' ,=') or name == 'auto':
         raise ValueError(f"a method's name is a word without spaces, commas or '=', and not 'auto': not {name!r}")
     if kind not in KINDS: raise ValueError(f"`kind` must be one of {', '.join(map(repr, KINDS))}, not {kind!r}")
@@ -195,7 +198,7 @@ def register(name:str, # what `method=` will take; not 'auto'
     old = _REGISTRY.get(name)
     if old is not None and not replace and not _same(old.fn, fn):
         raise ValueError(f"a method called {name!r} is registered already ({old.label}): pass `replace=True` to replace it")
-    m = Method(name, label or name, kind, fn, relu, bf16, eigen, whole, {p.name: p.default for p in ps[1:]}, (fn.__doc__ or '').strip().split('\n')[0])
+    m = Method(name, label or name, kind, fn, relu, bf16, eigen, whole, score, {p.name: p.default for p in ps[1:]}, (fn.__doc__ or '').strip().split('\n')[0])
     _REGISTRY[name] = m
     return m
 
@@ -337,6 +340,7 @@ def maps(self:Method, model:nn.Module, # any classifier
     if self.whole and layer is not None:
         raise ValueError(f"{self.label} makes its maps from the whole model, not from one layer: leave `layer` at its default (None; no --layer), not {layer!r}")
     many = isinstance(layer, (list, tuple))
+    if self.score is not None: target = self.score(target, **params)    # the method's own score of the target
     caps = capture(model, x, target, list(layer) if many else [layer], self.kind in ('gradient', 'hessian'), layout, eigen_smooth, bf16, self.kind == 'hessian')
     res = [self(c, **params) for c in caps]
     res = res if many else res[0]
@@ -413,10 +417,30 @@ def _gradcamelementwise(c:Capture):
 register('eigengradcam', 'EigenGradCAM', 'gradient', _hirescam.fn, eigen=True)   # HiResCAM's g·A, its first principal component
 
 # %% ../nbs/02_methods.ipynb #218d49d0
-@register('shapleycam', 'ShapleyCAM', 'hessian')
-def _shapleycam(c:Capture):
-    "ShapleyCAM: each channel weighed by the mean of its gradient less half the Hessian's product with the activations"
+@register('shapleycam', 'ShapleyCAM', 'hessian', score=lambda target, rest=False: rest_target(target) if rest else target)
+def _shapleycam(c:Capture, rest:bool=False):
+    "ShapleyCAM: each channel weighed by the mean of its gradient less half the Hessian's product with the activations (`rest`: of the ReST score)"
     return (c.grad - .5 * c.hvp).mean((2,3))                              # bs×k
+
+# %% ../nbs/02_methods.ipynb #15715945
+def finer_score(target=None, # as in `targets`: None (each image's predicted class), an int, or one class per image
+                n:int=3, # how many rivals: the classes whose scores are closest to the target's
+                alpha:float=1., # how much of the rivals' scores to take away
+               )->Callable: # a function of the scores (bs, classes): one score per image
+    "Finer-CAM's score of each image: its class's score less `alpha` times its `n` closest rivals', weighed by their probabilities"
+    if callable(target) or (target is not None and torch.as_tensor(target).is_floating_point()):
+        raise ValueError("Finer-CAM chooses the rivals of one class: give a class (or None), not class weights or a function")
+    def score(o:Tensor)->Tensor:
+        t, od = targets(o, target), o.detach()
+        rivals = (od - od.gather(1, t[:, None])).abs().argsort(dim=1, stable=True)[:, 1:n + 1]   # the class itself first (difference 0)
+        p, yc, yr = o.softmax(1).gather(1, rivals), o.gather(1, t[:, None]), o.gather(1, rivals)
+        return (p * (yc - alpha * yr)).sum(1) / (p.sum(1) + 1e-9)
+    return score
+
+@register('finercam', 'Finer-CAM', score=finer_score)
+def _finercam(c:Capture, n:int=3, alpha:float=1.):
+    "Finer-CAM: Grad-CAM of the target's score less its `n` closest rivals' (`alpha` of them, weighed by probability)"
+    return c.grad.mean((2,3))                                             # bs×k: Grad-CAM's weights, of Finer-CAM's score
 
 # %% ../nbs/02_methods.ipynb #0766dcb7
 import fastcam.passes                                 # the methods with passes of their own register themselves (`03_passes`)

@@ -1,4 +1,4 @@
-"""Score-CAM, EigenCAM, KPCA-CAM, AblationCAM, SmoothGrad-CAM++, Finer-CAM and the RandomCAM baseline: methods that ask the model more than one forward and one backward pass can tell, or need no gradient, each one registration
+"""Score-CAM, EigenCAM, KPCA-CAM, AblationCAM, SmoothGrad-CAM++, FullGrad and the RandomCAM baseline: methods that ask the model more than one forward and one backward pass can tell, or need no gradient, each one registration
 
 Docs: https://fastcam.github.io/fastcam/passes.html.md"""
 
@@ -13,7 +13,7 @@ from .trace import as_found
 from .methods import Capture, capture, register, weigh, first_component, target_scores, scored_by_class
 
 # %% auto #0
-__all__ = ['finer_target']
+__all__ = []
 
 # %% ../nbs/03_passes.ipynb #75006928
 @register('scorecam', 'Score-CAM', 'forward', bf16=True)
@@ -95,27 +95,6 @@ def _smoothgradcampp(c:Capture, n:int=4, std:float=.3):
     g2, g3 = g2 / n, g3 / n
     alpha = g2 / (2 * g2 + (g3 * c.act).sum((2,3), keepdim=True) + 1e-8)   # bs×k×h×w, from the clean image's activations
     return weigh((alpha * nc.grad.relu()).sum((2,3)), nc.act, c.eigen_smooth)   # bs×h×w: torchcam weighs the last copy's activations
-
-# %% ../nbs/03_passes.ipynb #58631b76
-def finer_target(out:Tensor, # the clean pass's scores (bs, classes)
-                 t:Tensor, # each image's class (bs,)
-                 n:int=3, # how many rivals: the classes whose scores are closest to the target's
-                 alpha:float=1., # how much of the rivals' scores to take away
-                ): # a function of the scores: one score per image
-    "Finer-CAM's score of each image: its class's score less `alpha` times its `n` closest rivals', weighed by their probabilities"
-    rivals = (out - out.gather(1, t[:, None])).abs().argsort(dim=1, stable=True)[:, 1:n + 1]   # the class itself first (difference 0)
-    def score(o):
-        p, yc, yr = o.softmax(1).gather(1, rivals), o.gather(1, t[:, None]), o.gather(1, rivals)
-        return (p * (yc - alpha * yr)).sum(1) / (p.sum(1) + 1e-9)
-    return score
-
-@register('finercam', 'Finer-CAM', 'forward')
-def _finercam(c:Capture, n:int=3, alpha:float=1.):
-    "Finer-CAM: Grad-CAM of the target's score less its `n` closest rivals' (`alpha` of them, weighed by probability)"
-    scored_by_class(c, 'Finer-CAM')
-    if c.target.is_floating_point(): raise ValueError("Finer-CAM chooses the rivals of one class: give a class, not class weights")
-    g, = capture(c.model, c.x, finer_target(c.out, c.target, n, alpha), [c.site], grads=True, layout=c.layout)
-    return g.grad.mean((2,3))                                             # bs×k: Grad-CAM's weights, for the clean pass's activations
 
 # %% ../nbs/03_passes.ipynb #dd5e2f5f
 _KERNELS = ('sigmoid', 'rbf', 'poly', 'cosine', 'linear')

@@ -132,15 +132,17 @@ def test_odd_images(exported, tmp_path, monkeypatch):
     np.testing.assert_allclose(np.load(tmp_path/'out'/idx.map_file['deep.png']), grey, rtol=1e-5, atol=1e-5)   # 16-bit read as 8-bit
     np.testing.assert_allclose(np.load(tmp_path/'out'/idx.map_file['float.tif']), grey, rtol=1e-5, atol=1e-5)  # float in [0, 1] too
 
-@pytest.mark.parametrize('method', ['hirescam', 'scorecam', 'shapleycam', 'kpcacam', 'fullgrad', 'randomcam', 'finercam'])
-def test_any_method(exported, tmp_path, method):
-    "`--method` takes every method; the saved maps are that method's (FullGrad's, of the whole model, at the image's size)"
+@pytest.mark.parametrize('method, params', [('hirescam', ''), ('scorecam', ''), ('shapleycam', 'rest=true'), ('kpcacam', 'kernel=rbf'),
+                                            ('fullgrad', ''), ('randomcam', 'seed=3'), ('finercam', 'n=2,alpha=0.5')])
+def test_any_method(exported, tmp_path, method, params):
+    "`--method` takes every method, `--param` its parameters as text; the saved maps are that method's (FullGrad's, of the whole model, at the image's size)"
     d, learn = exported
     files, whole = sorted((d/'imgs').iterdir())[:5], get_method(method).whole
-    idx = ex.explain_images(str(d/'model.pkl'), *map(str, files), out=str(tmp_path), method=method, layer='' if whole else '-2', bs=2)
-    assert (idx.status == 'ok').all() and (idx.method == method).all()
+    idx = ex.explain_images(str(d/'model.pkl'), *map(str, files), out=str(tmp_path), method=method, layer='' if whole else '-2', bs=2, params=params)
+    assert (idx.status == 'ok').all() and (idx.method == method).all() and (idx.options.fillna('') == params.replace('true', 'True').replace(',', ', ')).all()
     x = learn.dls.test_dl([ex.load_rgb(f) for f in files]).one_batch()[0]
-    maps = class_maps(learn.model, x, None, method, None if whole else -2)
+    typed = {k: v for k, v in dict(shapleycam={'rest': True}, kpcacam={'kernel': 'rbf'}, randomcam={'seed': 3}, finercam={'n': 2, 'alpha': .5}).get(method, {}).items()}
+    maps = class_maps(learn.model, x, None, method, None if whole else -2, params=typed)
     assert maps.shape[-2:] == ((64, 64) if whole else (8, 8))
     saved = torch.stack([torch.tensor(np.load(tmp_path/f)) for f in idx.map_file])
     torch.testing.assert_close(saved, maps, rtol=1e-4, atol=1e-4 * maps.abs().max().item())
