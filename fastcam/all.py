@@ -9,6 +9,7 @@ from .data import *
 from .learner import *
 from .callback import *
 from .metrics import *
+from .attention import *
 from .explain import *
 from .files import *
 from .pages import *

@@ -219,16 +219,21 @@ class TopLossCAM(Callback):
 # %% ../nbs/08_callback.ipynb #3e51c0d9
 @patch
 def before_fit(self:TopLossCAM):
-    "Say before training what would fail at the first validation: the targets, the class, the layer, the head (fastai calls it around `validate` too)"
+    "Say before training what would fail at the first validation: the targets, the class, the layer, the head"
     self.fitting, self.done = False, None
-    if not len(self.dls.valid): return
-    xb, yb = _peek(self.dls.valid)[:2]                              # wrong targets, layer or head: say so before training
-    if yb.is_floating_point() and not (yb.ndim == 2 and hasattr(self.learn.loss_func, 'thresh')):
+    if self.learn.lock.locked(): return                             # `validate` or `get_preds`: no fit, nothing kept, and an error
+    _check_opts(self, self.learn, self.dls.valid)                    # here would leave fastai's lock taken (every later pass would hang)
+
+def _check_opts(self:TopLossCAM, learn, dl):
+    "Raise now what would fail at the end of a pass over `dl`: the targets, the class, the layer, the head"
+    if not len(dl): return
+    xb, yb = _peek(dl)[:2]                                           # wrong targets, layer or head: say so before the pass
+    if yb.is_floating_point() and not (yb.ndim == 2 and hasattr(learn.loss_func, 'thresh')):
         raise ValueError(f"`TopLossCAM` needs a classifier (one class per item, or multi-label targets with a `thresh`), not targets "
                          f"of {tuple(yb.shape)} {yb.dtype}: for a regression model, make maps of chosen images with `gradcam_maps`")
     x = _as_plain(xb)[:1]
-    t = _class_of(self.opts.target, self.dls.vocab, 1)             # a class that is not in the vocab: said now too
-    with _rng_kept(): class_maps(self.learn.model, x, t, opts=self.opts.replace(target=None))   # the maps of one image, thrown away
+    t = _class_of(self.opts.target, learn.dls.vocab, 1)              # a class that is not in the vocab: said now too
+    with _rng_kept(): class_maps(learn.model, x, t, opts=self.opts.replace(target=None))   # the maps of one image, thrown away
 
 @patch
 def before_train(self:TopLossCAM): self.fitting = not hasattr(self.learn, 'lr_finder')   # a fit that trains, and is no `lr_find`
@@ -347,6 +352,7 @@ def top_losses_cam(self:Learner,
     if dl is None or not len(dl.dataset): raise ValueError(
         "there are no labelled images to rank by their loss: this learner's validation set is empty (a learner from `load_learner` "
         "keeps none): pass `dl=learn.dls.test_dl(files, with_labels=True)`")
+    _check_opts(cb, self, dl)                                        # before `get_preds` takes fastai's lock: an error leaves it free
     self.get_preds(dl=dl.new(shuffle=False, drop_last=False), cbs=cb)   # as `get_preds`: loggers and trackers stay out
     return cb.result
 

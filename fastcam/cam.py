@@ -152,7 +152,7 @@ def map_caption(method, # the method that made the maps: a name or a `Method`
                )->str: # e.g. 'Grad-CAM at 0.6, eigen_smooth (auto: CAM is only at the layer the head pools)'
     "What made the maps, as a caption says it: the method's label, the layer, the options not at their defaults, and why 'auto' chose it"
     text, m = opts.text() if opts is not None else '', get_method(method)
-    return f"{m.label} at {'every bias layer' if m.whole else layer or 'the default layer'}{', ' + text if text else ''}{f' (auto: {why})' if why and (opts is None or opts.auto) else ''}"
+    return f"{m.label} at {m.whole or layer or 'the default layer'}{', ' + text if text else ''}{f' (auto: {why})' if why and (opts is None or opts.auto) else ''}"
 
 # %% ../nbs/04_cam.ipynb #5ff6d536
 def fuse_maps(maps:list, # maps of several layers, (bs, h, w) each

@@ -153,8 +153,9 @@ class Method:
     relu:bool=True # a display drops the map's negative evidence (CAM's map keeps its sign: it adds up to the score)
     bf16:bool=False # its passes may run in bfloat16 autocast (`bf16=True`)
     eigen:bool=False # its map is always the weighted channels' first principal component (`eigen_smooth`)
-    whole:bool=False # its map comes from the whole model (e.g. every bias layer), not from one layer: `layer` stays at its default
+    whole:str='' # what its map is made of where that is not one layer (e.g. 'every bias layer'): `layer` stays at its default
     score:Callable=None # its own score of the target: `score(target, **params)` gives the function of the model's scores the pass differentiates
+    applies:Callable=None # for a method of some models only: `applies(model)` is '' where it works, else why not
     params:dict=field(default_factory=dict) # its own parameters and their defaults, from `fn`'s signature
     doc:str='' # one line: what it does, from `fn`'s docstring
     def __repr__(self): return f"Method({self.name!r}, {self.label!r}, {self.kind!r}{''.join(f', {k}={v!r}' for k, v in self.params.items())})"
@@ -181,16 +182,18 @@ def register(name:str, # what `method=` will take; not 'auto'
              relu:bool=True, # a display drops the map's negative evidence
              bf16:bool=False, # its passes may run in bfloat16 (`bf16=True`)
              eigen:bool=False, # always `eigen_smooth`
-             whole:bool=False, # its map comes from the whole model, not from the layer (which it refuses)
+             whole:str='', # what its map is made of where that is not one layer, e.g. 'every bias layer' (it refuses a layer)
              score:Callable=None, # `score(target, **params)`: the function of the scores its pass differentiates, instead of the target's score
+             applies:Callable=None, # `applies(model)`: '' where it works on `model`, else why not (checked before any pass)
              replace:bool=False, # replace a method of that name
             )->Method: # the record (the decorated name becomes it)
     "Add the method `name` to the registry: `method=name` then works in `class_maps`, `TopLossCAM`, `show_cam` and `fastcam explain`"
-    if fn is None: return lambda f: register(name, label, kind, f, relu, bf16, eigen, whole, score, replace)
+    if fn is None: return lambda f: register(name, label, kind, f, relu, bf16, eigen, whole, score, applies, replace)
     if not isinstance(name, str) or not name or any(ch in name for ch in ' ,=') or name == 'auto':
         raise ValueError(f"a method's name is a word without spaces, commas or '=', and not 'auto': not {name!r}")
     if kind not in KINDS: raise ValueError(f"`kind` must be one of {', '.join(map(repr, KINDS))}, not {kind!r}")
     if not callable(fn): raise TypeError(f"`fn` must be a function of the capture, not {type(fn).__name__}")
+    if not isinstance(whole, str): raise TypeError(f"`whole` says what the map is made of where that is not one layer, e.g. 'every bias layer': a str, not {whole!r}")
     ps = list(inspect.signature(fn).parameters.values())
     if not ps or any(p.default is p.empty for p in ps[1:]):
         raise TypeError(f"`fn` takes the capture, then only parameters with defaults (its own settings, e.g. `bs=32`): {fn.__name__}{inspect.signature(fn)}")
@@ -198,7 +201,7 @@ def register(name:str, # what `method=` will take; not 'auto'
     old = _REGISTRY.get(name)
     if old is not None and not replace and not _same(old.fn, fn):
         raise ValueError(f"a method called {name!r} is registered already ({old.label}): pass `replace=True` to replace it")
-    m = Method(name, label or name, kind, fn, relu, bf16, eigen, whole, score, {p.name: p.default for p in ps[1:]}, (fn.__doc__ or '').strip().split('\n')[0])
+    m = Method(name, label or name, kind, fn, relu, bf16, eigen, whole, score, applies, {p.name: p.default for p in ps[1:]}, (fn.__doc__ or '').strip().split('\n')[0])
     _REGISTRY[name] = m
     return m
 
@@ -319,6 +322,11 @@ def check(self:Method, params:dict=None, bf16:bool=False)->dict: # the parameter
 
 # %% ../nbs/02_methods.ipynb #1639b433
 @patch
+def why_not(self:Method, model:nn.Module)->str: # '' where it applies
+    "Why this method does not apply to `model` ('' where it does: every method but those registered with `applies`)"
+    return self.applies(unwrap(model)) if self.applies is not None else ''
+
+@patch
 def __call__(self:Method, c:Capture, **params)->Tensor: # (bs, h, w)
     "The maps of capture `c` by this method: its function's weights applied to `c.act` (`weigh`), or its map as it is"
     w = self.fn(c, **{**self.params, **params})
@@ -337,8 +345,9 @@ def maps(self:Method, model:nn.Module, # any classifier
          ): # (bs, h, w) maps (a list of them for a list of layers), and the scores with `with_logits`
     "This method's maps of `target` at `layer` for batch `x`"
     params = self.check(params, bf16)
+    if why := self.why_not(model): raise ValueError(f"{self.label} does not apply to this model: {why}")
     if self.whole and layer is not None:
-        raise ValueError(f"{self.label} makes its maps from the whole model, not from one layer: leave `layer` at its default (None; no --layer), not {layer!r}")
+        raise ValueError(f"{self.label} makes its maps from {self.whole} of the model, not from one layer: leave `layer` at its default (None; no --layer), not {layer!r}")
     many = isinstance(layer, (list, tuple))
     if self.score is not None: target = self.score(target, **params)    # the method's own score of the target
     caps = capture(model, x, target, list(layer) if many else [layer], self.kind in ('gradient', 'hessian'), layout, eigen_smooth, bf16, self.kind == 'hessian')
@@ -444,4 +453,5 @@ def _finercam(c:Capture, n:int=3, alpha:float=1.):
 
 # %% ../nbs/02_methods.ipynb #0766dcb7
 import fastcam.passes                                 # the methods with passes of their own register themselves (`03_passes`)
+import fastcam.attention                              # and those that read a transformer's attention (`18_attention`)
 _STATE['ready'] = True                                # installed packages' methods load at the first lookup from here on

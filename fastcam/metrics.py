@@ -156,7 +156,7 @@ def _centre_boxes(boxes, size):
 # %% ../nbs/09_metrics.ipynb #eb00a8c9
 def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
                         dl=None, # default `learn.dls.valid`
-                        methods=None, # names or `Method`s; default every registered method the model allows (CAM needs GAP → Linear)
+                        methods=None, # names or `Method`s; default every registered method the model allows (CAM needs GAP → Linear, the attention methods a ViT)
                         layer=None, # for every method but CAM (which has its own)
                         n:int=None, # only the first `n` images (Score-CAM costs a forward per channel)
                         thresh:float=0.2, # the CAM paper's box threshold
@@ -164,7 +164,7 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
     "Pointing game, mean IoU and IoU ≥ 0.5 of every method's maps of the actual class, against the animal boxes"
     dl = dl or learn.dls.valid
     x0 = dl.one_batch()[0].as_subclass(Tensor)
-    if methods is None: methods = [m for m in METHODS if get_method(m).kind != 'cam' or not trace(learn.model, x0).cam]
+    if methods is None: methods = [m for m in METHODS if (get_method(m).kind != 'cam' or not trace(learn.model, x0).cam) and not get_method(m).why_not(learn.model)]
     methods = [get_method(m).name for m in methods]
     at = lambda m: None if get_method(m).kind == 'cam' or get_method(m).whole else layer   # CAM is at the layer the head pools; FullGrad everywhere
     boxes, maps, seen = pets_boxes(dl), {m: [] for m in methods}, 0

@@ -134,7 +134,7 @@ def _scaled(m:Tensor)->Tensor: # the same shape
     m = m - m.amin((-2, -1), keepdim=True)
     return m / (1e-7 + m.amax((-2, -1), keepdim=True))
 
-@register('fullgrad', 'FullGrad', 'forward', whole=True)
+@register('fullgrad', 'FullGrad', 'forward', whole='every bias layer')
 def _fullgrad(c:Capture):
     "FullGrad: |input gradient × input| plus |bias × output gradient| of every convolution and BatchNorm2d, each map scaled to [0, 1], summed"
     if c.eigen_smooth: raise ValueError("FullGrad takes no `eigen_smooth`: its map is a sum of scaled maps, not of weighted channels; leave it False")

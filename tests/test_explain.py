@@ -62,11 +62,11 @@ def test_command_end_to_end(exported, tmp_path):
 @pytest.mark.parametrize('args, message', [
     (('nope.pkl', 'imgs'), "fastcam explain: no learner file 'nope.pkl'"),
     (('model.pkl', 'empty'), 'fastcam explain: no image files in empty: give image files or folders that hold some'),
-    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown `method` 'lime': use 'auto' or one of 'cam', 'gradcam', 'gradcam++', 'xgradcam', 'hirescam', 'layercam', 'gradcamelementwise', 'eigengradcam', 'shapleycam', 'scorecam', 'eigencam', 'ablationcam', 'smoothgradcampp'"),
+    (('model.pkl', 'imgs', '--method', 'lime'), "fastcam explain: unknown `method` 'lime': use 'auto' or one of 'cam', 'gradcam', 'gradcam++', 'xgradcam', 'hirescam', 'layercam', 'gradcamelementwise', 'eigengradcam', 'shapleycam', 'finercam', 'scorecam', 'eigencam', 'ablationcam', 'smoothgradcampp'"),
     (('model.pkl', 'imgs', '--method', 'gradcam', '--layer', '12'), 'fastcam explain: --layer: `layer` 12 is out of range: the body has 7 groups'),
     (('model.pkl', 'imgs', '--target', 'dog'), "fastcam explain: unknown --target 'dog': use 'predicted', a class of ['False', 'True'] or its index"),
     (('pets/boxes.csv', 'imgs'), "fastcam explain: cannot load the learner 'pets/boxes.csv'"),
-    (('model.pkl', 'imgs', '--method', 'fullgrad', '--layer', '-2'), "fastcam explain: --method fullgrad: FullGrad makes its maps from the whole model, not from one layer: leave `layer` at its default (None; no --layer), not -2"),
+    (('model.pkl', 'imgs', '--method', 'fullgrad', '--layer', '-2'), "fastcam explain: --method fullgrad: FullGrad makes its maps from every bias layer of the model, not from one layer: leave `layer` at its default (None; no --layer), not -2"),
     (('model.pkl', 'imgs', '--method', 'kpcacam', '--param', 'kernel=laplace'), "fastcam explain: --method kpcacam: KPCA-CAM's `kernel` must be one of 'sigmoid', 'rbf', 'poly', 'cosine', 'linear', not 'laplace'"),
 ])
 def test_bad_options_one_clear_line(exported, args, message):
@@ -159,7 +159,7 @@ def test_newer_methods_in_the_callback_and_show_cam(exported, method):
     torch.testing.assert_close(res.maps, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
     with learn.no_bar(): axs = learn.show_cam(3, method=method, layer=None if whole else -2)
     label = get_method(method).label
-    assert axs[0].figure._suptitle.get_text() == (f'{label} at every bias layer' if whole else f'{label} at 0.5')
+    assert axs[0].figure._suptitle.get_text() == (f'{label} at {get_method(method).whole}' if whole else f'{label} at 0.5')
 
 def saved_maps(out, idx): return torch.stack([torch.tensor(np.load(out/f)) for f in idx.map_file])
 
@@ -308,3 +308,18 @@ def test_multi_label_top_losses_as_get_preds(multi):
     for r, i in enumerate(res.idxs.tolist()):
         want = set(((y[i] > 0) | (p[i] > 0.5)).nonzero()[:, 0].tolist()) or {int(p[i].argmax())}
         assert {c for it, c in zip(res.map_item.tolist(), res.map_class.tolist()) if it == r} == want
+
+def test_a_refused_pass_leaves_the_learner_usable(exported):
+    "Bad options are refused before `get_preds` takes fastai's lock (an error inside its context would leave it taken: every later pass hangs)"
+    from fastcam.callback import TopLossCAM
+    d, learn = exported
+    with pytest.raises(ValueError, match="nope"): learn.top_losses_cam(3, layer='nope')
+    assert not learn.lock.locked()
+    cb = TopLossCAM(layer='nope', fname=None)
+    learn.add_cb(cb)
+    try:
+        with learn.no_bar(): learn.validate()                             # no fit: the callback keeps nothing and checks nothing
+        assert not learn.lock.locked() and cb.result is None
+        with pytest.raises(ValueError, match="nope"): learn.fit(1)        # a fit is told before it trains
+    finally: learn.remove_cb(cb)
+    assert len(learn.top_losses_cam(3)) == 3 and not learn.lock.locked()

@@ -152,12 +152,16 @@ def test_every_method_on_tokens():
         before = [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]
         for method in METHODS:
             if method == 'cam' and model is vit: continue                     # its head reads the class token: no CAM
+            if why := get_method(method).why_not(model):                      # the attention methods: a ViT's attention, not a Swin's windows
+                assert model is swin and 'no self-attention module fastcam can read' in why, (method, why)
+                with pytest.raises(ValueError, match='does not apply to this model'): class_maps(model, x, method=method)
+                continue
             whole = get_method(method).whole                                  # FullGrad: the whole model, maps at the image's size
             lyr = None if method == 'cam' or whole else layer                 # CAM: the layer the head pools
             with torch.no_grad(): maps = class_maps(model, x, [0, 1, 2], method, lyr)
-            assert maps.shape == ((3, 32, 32) if whole else (3, 4, 4)), (method, maps.shape)
+            assert maps.shape == ((3, 32, 32) if method == 'fullgrad' else (3, 4, 4)), (method, maps.shape)   # FullGrad's at the image's size
             if whole and layer is not None:
-                with pytest.raises(ValueError, match=f"{get_method(method).label} makes its maps from the whole model"): class_maps(model, x, method=method, layer=layer)
+                with pytest.raises(ValueError, match=f"{get_method(method).label} makes its maps from {whole} of the model"): class_maps(model, x, method=method, layer=layer)
             if method == 'smoothgradcampp':                                   # noise on the input: the same noise, the same maps
                 torch.manual_seed(1); a = class_maps(model, x, [0, 1, 2], method, lyr)
                 torch.manual_seed(1); assert torch.equal(a, class_maps(model, x, [0, 1, 2], method, lyr))
@@ -185,4 +189,12 @@ def test_vit_through_fastai(dls):
     with learn.no_bar(): axs = learn.show_cam(3)
     assert axs[0].figure._suptitle.get_text() == "Grad-CAM at 0.model.blocks.11.norm1 (auto: the head can't give CAM)"
     with pytest.raises(ValueError, match="`layer` '0.model.blocks.11' gets no gradient"): learn.show_cam(3, layer=-1)
+    assert not learn.lock.locked()                                            # raised before `get_preds` took fastai's lock: later passes run
+    xs = torch.cat([b[0] for b in dls.valid]).as_subclass(torch.Tensor)
+    for method, label in (('rollout', 'attention rollout'), ('attngrad', 'gradient-weighted attention'), ('legrad', 'LeGrad')):
+        res = learn.top_losses_cam(3, method=method)                         # through fastai's wrapper and head: LeGrad's block scores too
+        assert res.method == method and tuple(res.maps.shape) == (3, 4, 4)
+        torch.testing.assert_close(res.maps, class_maps(model, xs[res.idxs], res.predicted, method))
+        with learn.no_bar(): axs = learn.show_cam(3, method=method)
+        assert axs[0].figure._suptitle.get_text() == f'{label} at every attention layer'
     assert n_hooks(model) == 0
