@@ -73,6 +73,7 @@ def _rollout(c:Capture):
         R = (a / a.sum(-1, keepdim=True)) @ R
     return torch.einsum('bq,bqk->bk', w, R)[:, c.layout.prefix:].view(len(c.x), *c.act.shape[2:])   # bs×h×w
 
+# %% ../nbs/18_attention.ipynb #3059ee75
 @register('attngrad', 'gradient-weighted attention', 'forward', whole='every attention layer', applies=_no_attention)
 def _attngrad(c:Capture):
     "Gradient-weighted attention (Chefer et al.'s rule for self-attention): R += mean over heads of relu(∂y/∂A · A) R, block by block"
@@ -84,6 +85,7 @@ def _attngrad(c:Capture):
     for A, g in zip(probs, gs): R = R + (g * A).relu().mean(1).detach() @ R
     return torch.einsum('bq,bqk->bk', w.detach(), R)[:, c.layout.prefix:].view(len(c.x), *c.act.shape[2:])
 
+# %% ../nbs/18_attention.ipynb #93708ab6
 @register('legrad', 'LeGrad', 'forward', whole='every attention layer', applies=_no_attention)
 def _legrad(c:Capture):
     "LeGrad: each block's tokens scored by the rest of the model; the positive gradient of that score on the block's attention, averaged over heads, queries and blocks"

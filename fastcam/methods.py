@@ -111,8 +111,7 @@ def capture(model:nn.Module, # any classifier
     model = unwrap(model); x = as_batch(model, x)
     sites = [get_call(model, l, x) for l in layers]                        # (module, which of its calls)
     if grads and (blind := [s for s in sites if s in trace(model, x).blind]): raise _blind(model, blind[0], x)
-    calls = {}
-    for m, i in sites: calls.setdefault(m, set()).add(i)
+    calls = {m: {i for n, i in sites if n is m} for m, _ in sites}       # module: the calls of it to catch
     with ExitStack() as st:
         st.enter_context(as_found(model))
         if grads: st.enter_context(torch.inference_mode(False)); st.enter_context(torch.enable_grad())
@@ -120,8 +119,7 @@ def capture(model:nn.Module, # any classifier
         if hvp: st.enter_context(sdpa_kernel(SDPBackend.MATH))             # the fused attention kernels have no second derivative
         cut = st.enter_context(GraphCut(*calls, calls=calls, grad=grads))
         out = model(x)
-        for s in sites:
-            if s not in cut.at: raise ValueError(f"`layer` {call_name(model, *s, x)!r} did not run in the forward pass of {type(model).__name__}")
+        if gone := [s for s in sites if s not in cut.at]: raise ValueError(f"`layer` {call_name(model, *gone[0], x)!r} did not run in the forward pass of {type(model).__name__}")
         raws = [cut.at[s] for s in sites]
         lays = [layout_of(model, m, r, x, layout, i) for (m, i), r in zip(sites, raws)]
         t = target if callable(target) else targets(out, target, weights=True)
@@ -132,6 +130,7 @@ def capture(model:nn.Module, # any classifier
     return [Capture(model, x, m, l, r.detach(), l.to_map(r.detach()), out, t, None if g is None else l.to_map(g.detach()), eigen_smooth, bf16, i,
                     None if h is None else l.to_map(h)) for (m, i), l, r, g, h in zip(sites, lays, raws, gs, hs)]
 
+# %% ../nbs/02_methods.ipynb #4d409511
 def _hvp(g:Tensor, a:Tensor)->Tensor:
     "The Hessian-vector product H·a, from the gradient `g` of a score w.r.t. `a` made with `create_graph`: zero where `g` does not depend on `a`"
     h = torch.autograd.grad(g, a, grad_outputs=a.detach(), retain_graph=True, allow_unused=True) if g is not None and g.requires_grad else (None,)
@@ -205,6 +204,7 @@ def register(name:str, # what `method=` will take; not 'auto'
     _REGISTRY[name] = m
     return m
 
+# %% ../nbs/02_methods.ipynb #78c8234e
 def _same(f, g)->bool:
     "Whether `g` is `f` again: a module imported again, or a notebook defining what the module it exports defines"
     return f.__qualname__ == g.__qualname__ and (f.__module__ == g.__module__ or '__main__' in (f.__module__, g.__module__))
@@ -326,6 +326,7 @@ def why_not(self:Method, model:nn.Module)->str: # '' where it applies
     "Why this method does not apply to `model` ('' where it does: every method but those registered with `applies`)"
     return self.applies(unwrap(model)) if self.applies is not None else ''
 
+# %% ../nbs/02_methods.ipynb #98404137
 @patch
 def __call__(self:Method, c:Capture, **params)->Tensor: # (bs, h, w)
     "The maps of capture `c` by this method: its function's weights applied to `c.act` (`weigh`), or its map as it is"
