@@ -197,4 +197,13 @@ def test_vit_through_fastai(dls):
         torch.testing.assert_close(res.maps, class_maps(model, xs[res.idxs], res.predicted, method))
         with learn.no_bar(): axs = learn.show_cam(3, method=method)
         assert axs[0].figure._suptitle.get_text() == f'{label} at every attention layer'
+    import numpy as np, pandas as pd, fastcam.explain as ex
+    files = [str(f) for f in dls.valid.items[:4]]
+    with tempfile.TemporaryDirectory() as out:                                # `fastcam explain --method legrad` on the ViT learner
+        idx = ex.explain_images(learn, *files, out=out, method='legrad', bs=3)
+        assert (idx.status == 'ok').all() and (idx.method == 'legrad').all()
+        saved = torch.stack([torch.tensor(np.load(os.path.join(out, f))) for f in idx.map_file])
+    x4 = learn.dls.test_dl([ex.load_rgb(f) for f in files]).one_batch()[0].as_subclass(torch.Tensor)
+    ref = class_maps(model, x4, None, 'legrad')
+    torch.testing.assert_close(saved, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
     assert n_hooks(model) == 0
