@@ -454,5 +454,4 @@ def _finercam(c:Capture, n:int=3, alpha:float=1.):
 
 # %% ../nbs/02_methods.ipynb #0766dcb7
 import fastcam.passes                                 # the methods with passes of their own register themselves (`03_passes`)
-import fastcam.attention                              # and those that read a transformer's attention (`18_attention`)
 _STATE['ready'] = True                                # installed packages' methods load at the first lookup from here on

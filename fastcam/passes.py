@@ -162,3 +162,6 @@ def _randomcam(c:Capture, seed:int=0):
     "RandomCAM, the baseline: each channel weighed by a number drawn uniformly from [-1, 1] (numpy, `seed`), the same for every image"
     w = np.random.RandomState(seed).uniform(-1, 1, c.act.shape[1])
     return torch.as_tensor(w).to(c.act).expand(len(c.act), -1)            # bs×k
+
+# %% ../nbs/03_passes.ipynb #0f43fc39
+import fastcam.attention   # the methods that read a transformer's attention register themselves after these, whichever module is imported first (`18_attention`)

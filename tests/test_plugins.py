@@ -105,3 +105,14 @@ def test_installed_packages_register_by_entry_points(monkeypatch):
         assert 'epgrad' in METHODS
     assert get_method('epgrad').label == 'EP-grad'
     unregister('epgrad')
+
+def test_registry_order_does_not_depend_on_the_import_order():
+    "Whichever module a process imports first, the methods register in one order (the gradient methods, then those with passes of their own, then the attention ones)"
+    import subprocess, sys
+    def order(first):
+        r = subprocess.run([sys.executable, '-c', f'import {first}\nfrom fastcam.methods import METHODS\nprint(",".join(METHODS))'], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout.strip().splitlines()[-1].split(',')
+    want = order('fastcam.methods')
+    assert want[-3:] == ['rollout', 'attngrad', 'legrad'] and want.index('finercam') < want.index('scorecam')
+    for first in ('fastcam.passes', 'fastcam.attention'): assert order(first) == want, first
