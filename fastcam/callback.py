@@ -224,7 +224,7 @@ def before_fit(self:TopLossCAM):
     if self.learn.lock.locked(): return                             # `validate` or `get_preds`: no fit, nothing kept, and an error
     _check_opts(self, self.learn, self.dls.valid)                    # here would leave fastai's lock taken (every later pass would hang)
 
-def _check_opts(self:TopLossCAM, learn, dl):
+def _check_opts(cb:TopLossCAM, learn, dl):
     "Raise now what would fail at the end of a pass over `dl`: the targets, the class, the layer, the head"
     if not len(dl): return
     xb, yb = _peek(dl)[:2]                                           # wrong targets, layer or head: say so before the pass
@@ -232,8 +232,8 @@ def _check_opts(self:TopLossCAM, learn, dl):
         raise ValueError(f"`TopLossCAM` needs a classifier (one class per item, or multi-label targets with a `thresh`), not targets "
                          f"of {tuple(yb.shape)} {yb.dtype}: for a regression model, make maps of chosen images with `gradcam_maps`")
     x = _as_plain(xb)[:1]
-    t = _class_of(self.opts.target, learn.dls.vocab, 1)              # a class that is not in the vocab: said now too
-    with _rng_kept(): class_maps(learn.model, x, t, opts=self.opts.replace(target=None))   # the maps of one image, thrown away
+    t = _class_of(cb.opts.target, learn.dls.vocab, 1)              # a class that is not in the vocab: said now too
+    with _rng_kept(): class_maps(learn.model, x, t, opts=cb.opts.replace(target=None))   # the maps of one image, thrown away
 
 @patch
 def before_train(self:TopLossCAM): self.fitting = not hasattr(self.learn, 'lr_finder')   # a fit that trains, and is no `lr_find`
