@@ -7,7 +7,7 @@ Docs: https://fastcam.github.io/fastcam/data.html.md"""
 # %% ../nbs/06_data.ipynb #988b5d24
 from __future__ import annotations
 import os, random, socket
-import torch
+import numpy as np, torch
 from pathlib import Path
 from urllib.parse import urlparse
 import pandas as pd
@@ -24,7 +24,7 @@ from .files import write_atomic
 
 # %% auto #0
 __all__ = ['CAT_BREEDS', 'DOG_BREEDS', 'BOX_COLS', 'is_cat', 'pet_image', 'bundled_pets', 'url_reachable', 'pets_dls',
-           'pets_boxes']
+           'pets_boxes', 'pets_masks']
 
 # %% ../nbs/06_data.ipynb #e22528f5
 CAT_BREEDS = ('Abyssinian Bengal Birman Bombay British_Shorthair Egyptian_Mau Maine_Coon Persian Ragdoll Russian_Blue '
@@ -97,11 +97,13 @@ def _flip(b, A): return [A - b[2], b[1], A - b[0], b[3]]
 def pet_image(i:int, # the image's number
               size:int=96, # its side in pixels
               seed:int=0, # the set's seed
-             )->tuple: # (PIL image, is_cat, breed, animal box, head box)
+              mask:bool=False, # also return the animal's silhouette
+              animal:tuple=(.3, .6), # the range of the animal's drawing's side, as a fraction of the image's
+             )->tuple: # (PIL image, is_cat, breed, animal box, head box), and with `mask` the silhouette (PIL 'L', 255 on the animal)
     "The `i`-th cartoon pet of the set with `seed`"
     rng = random.Random(f'{seed}-{i}')
     cat, S = rng.random() < .5, 2 * size
-    scene, A = _background(rng, S), int(S * rng.uniform(.3, .6))
+    scene, A = _background(rng, S), int(S * rng.uniform(*animal))
     pet, head = _pet(rng, cat, A)
     body = list(pet.getbbox())
     if rng.random() < .5: pet, body, head = pet.transpose(Image.Transpose.FLIP_LEFT_RIGHT), _flip(body, A), _flip(head, A)
@@ -109,41 +111,52 @@ def pet_image(i:int, # the image's number
     scene.paste(pet, (x0, y0), pet)
     def px(b): return [min(max(round(v / 2), 0), size) for v in (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)]
     breed = rng.choice(CAT_BREEDS if cat else DOG_BREEDS)
-    return scene.resize((size, size), Image.Resampling.LANCZOS), cat, breed, px(body), px(head)
+    res = scene.resize((size, size), Image.Resampling.LANCZOS), cat, breed, px(body), px(head)
+    return (*res, _silhouette(pet, x0, y0, S)) if mask else res
+
+def _silhouette(pet, x0, y0, S):
+    "The pixels of the `S`/2 image that the pet pasted at (`x0`, `y0`) covers at least three quarters of: 255, else 0"
+    full = Image.new('L', (S, S), 0); full.paste(pet.getchannel('A'), (x0, y0))   # the drawing's alpha is 0 or 255
+    return full.reduce(2).point(lambda v: 255 if v >= 160 else 0)      # 2×2 averages: 3 or 4 of 4 covered
 
 # %% ../nbs/06_data.ipynb #e609eeda
 BOX_COLS = ['file', 'breed', 'is_cat', 'x0', 'y0', 'x1', 'y1', 'head_x0', 'head_y0', 'head_x1', 'head_y1']
 
 def _complete(path, n):
-    "The first `n` rows of `path`'s boxes.csv if the csv and their images are all there, else None"
+    "The first `n` rows of `path`'s boxes.csv if the csv and their images and masks are all there, else None"
     try: df = pd.read_csv(path/'boxes.csv')
     except (OSError, ValueError): return None
     df = df.head(n)
-    return df if len(df) == n and all((path/'images'/f).exists() for f in df.file) else None
+    return df if len(df) == n and all((path/'images'/f).exists() and (path/'masks'/f).exists() for f in df.file) else None
 
 def bundled_pets(n:int=2000, # images in the set
                  size:int=96, # their side in pixels
                  path=None, # where to put them: default fastai's data folder
                  seed:int=0, # draws another set
                  force:bool=False, # draw them again even when they are there
-                )->Path: # the folder with `images/` and `boxes.csv`
-    "Draw the bundled cartoon pets set once, in the Oxford-IIIT Pets naming, with the animal and head boxes"
-    path = Path(path) if path is not None else fastai_path('data')/(f'fastcam-pets-{size}px' + ('' if seed == 0 else f'-seed{seed}'))
+                 animal:tuple=(.3, .6), # the range of the animal's side, as a fraction of the image's (smaller: a harder set)
+                )->Path: # the folder with `images/`, `masks/` and `boxes.csv`
+    "Draw the bundled cartoon pets set once, in the Oxford-IIIT Pets naming, with the animal and head boxes and the animals' silhouettes"
+    animal = tuple(float(a) for a in animal)
+    if not 0 < animal[0] <= animal[1] <= 1: raise ValueError(f"`animal` is the range of the animal's side as a fraction of the image's, within (0, 1]: not {animal}")
+    path = Path(path) if path is not None else fastai_path('data')/(f'fastcam-pets-{size}px' + ('' if seed == 0 else f'-seed{seed}')
+                                                                    + ('' if animal == (.3, .6) else f'-animal{animal[0]:g}-{animal[1]:g}'))
     if not force and _complete(path, n) is not None: return path
-    (path/'images').mkdir(parents=True, exist_ok=True)
+    for d in ('images', 'masks'): (path/d).mkdir(parents=True, exist_ok=True)
     with FileLock(path/'.lock'):                                # one process draws; the others wait, then find it complete
-        if force or _complete(path, n) is None: _draw(path, n, size, seed)
+        if force or _complete(path, n) is None: _draw(path, n, size, seed, animal)
     return path
 
 # %% ../nbs/06_data.ipynb #a777e715
-def _draw(path, n, size, seed):
-    "Draw the set's first `n` images into `path/'images'`, then its boxes.csv"
+def _draw(path, n, size, seed, animal=(.3, .6)):
+    "Draw the set's first `n` images into `path/'images'` and their silhouettes into `path/'masks'`, then its boxes.csv"
     rows, counts = [], {}
     for i in progress_bar(range(n), leave=False):
-        im, cat, breed, body, head = pet_image(i, size, seed)
+        im, cat, breed, body, head, mask = pet_image(i, size, seed, mask=True, animal=animal)
         counts[breed] = counts.get(breed, 0) + 1
         fname = f'{breed}_{counts[breed]}.png'
         write_atomic(path/'images'/fname, lambda p: im.save(p))
+        write_atomic(path/'masks'/fname, lambda p: mask.save(p))
         rows.append([fname, breed, cat, *body, *head])
     write_atomic(path/'boxes.csv', lambda p: pd.DataFrame(rows, columns=BOX_COLS).to_csv(p, index=False))
 
@@ -201,3 +214,12 @@ def pets_boxes(dl, # a DataLoader over bundled-set images, e.g. `dls.valid`
     df = pd.read_csv(csv).set_index('file')
     cols = ['head_x0', 'head_y0', 'head_x1', 'head_y1'] if head else ['x0', 'y0', 'x1', 'y1']
     return torch.tensor(df.loc[[Path(o).name for o in items], cols].values, dtype=torch.float32)
+
+# %% ../nbs/06_data.ipynb #0ab21a77
+def pets_masks(dl, # a DataLoader over bundled-set images, e.g. `dls.valid`
+              )->torch.Tensor: # (n_items, H, W) bool, True on the animal
+    "The animal silhouettes of `dl`'s items, from the `masks/` folder beside their folder"
+    items = L(dl.items)
+    folder = Path(items[0]).parent.parent/'masks'
+    if not folder.is_dir(): raise ValueError(f"no masks/ beside {Path(items[0]).parent}: masks exist for the bundled set only (`pets_dls()`)")
+    return torch.stack([torch.from_numpy(np.asarray(Image.open(folder/Path(o).name)) > 127) for o in items])

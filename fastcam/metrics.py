@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/metrics.html.md"""
 
 # %% ../nbs/09_metrics.ipynb #a37f70f3
 from __future__ import annotations
-import numpy as np, torch
+import numpy as np, torch, torch.nn.functional as F
 from torch import Tensor
 import pandas as pd
 from copy import deepcopy
@@ -21,8 +21,8 @@ from .vis import upsample_maps, normalize_maps
 from .data import pets_boxes
 
 # %% auto #0
-__all__ = ['box_iou', 'pointing_game', 'centre_maps', 'cam_boxes', 'deletion_curves', 'auc', 'confidence_change', 'sanity_check',
-           'localisation_report']
+__all__ = ['box_iou', 'pointing_game', 'centre_maps', 'cam_boxes', 'deletion_curves', 'auc', 'confidence_change', 'map_ssim',
+           'sanity_check', 'report_maps', 'localisation_report']
 
 # %% ../nbs/09_metrics.ipynb #ff53e1eb
 def box_iou(a:Tensor, # (n, 4) boxes
@@ -121,6 +121,21 @@ def _rank_corr(a, b):
     den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
     return np.where(den > 0, (ra * rb).sum(1) / np.where(den > 0, den, 1), 0.)
 
+def map_ssim(a:Tensor, # (n, h, w) maps
+             b:Tensor, # (n, h, w) maps
+             win:int=11, sigma:float=1.5, # the Gaussian window: its side (at most the map's, odd) and its σ
+            )->Tensor: # (n,) the mean SSIM of each pair, 1 for the same map
+    "The structural similarity of the maps `a[i]` and `b[i]`, each first scaled to [0, 1]"
+    a, b = (normalize_maps(torch.as_tensor(o).detach().double().cpu(), relu=False)[:, None] for o in (a, b))   # n×1×h×w
+    k = min(win, *a.shape[-2:]); k -= 1 - k % 2                                # odd, no larger than the map
+    g = torch.exp(-(torch.arange(k, dtype=torch.float64) - k // 2) ** 2 / (2 * sigma ** 2)); g = g / g.sum()
+    f = lambda t: F.conv2d(t, (g[:, None] * g[None])[None, None])           # the weighted mean over each window
+    ma, mb = f(a), f(b)
+    va, vb, cab = f(a * a) - ma ** 2, f(b * b) - mb ** 2, f(a * b) - ma * mb
+    c1, c2 = .01 ** 2, .03 ** 2                                            # Wang et al.'s constants for values in [0, 1]
+    return (((2 * ma * mb + c1) * (2 * cab + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))).mean((1, 2, 3))
+
+# %% ../nbs/09_metrics.ipynb #5c1d2e3f
 def _top_down(model, x):
     "The model's parts that hold parameters, from the output back: the head's layers, then the body's groups"
     body, head = body_and_head(model, x)
@@ -132,18 +147,19 @@ def sanity_check(model:nn.Module, # a trained classifier (left untouched: the ch
                  method='gradcam', # a method's name or `Method`, or a function `(model, x, target) -> maps (bs, h, w)`
                  layer=None, # as in `class_maps`
                  seed:int=0, # for the re-initialisation
-                )->pd.DataFrame: # one row per step: what is randomised, the mean and lowest rank correlation
+                )->pd.DataFrame: # one row per step: what is randomised, the mean and lowest rank correlation, the mean SSIM
     "Adebayo et al.'s cascading model-parameter randomisation: how much `method`'s maps change as the layers are re-initialised"
     f = method if callable(method) and not isinstance(method, Method) else lambda m, x, t: class_maps(m, x, t, method, layer)
     with as_found(model), torch.no_grad(): t = model(as_batch(model, x)).argmax(1)
-    base = f(model, x, t).detach().flatten(1).double().cpu().numpy()
+    base = f(model, x, t).detach().double().cpu()
     rnd, rows = deepcopy(model), []
     torch.manual_seed(seed)
     for name, part in _top_down(rnd, as_batch(rnd, x)):
         for m in part.modules():
             if hasattr(m, 'reset_parameters'): m.reset_parameters()
-        r = _rank_corr(base, f(rnd, x, t).detach().flatten(1).double().cpu().numpy())
-        rows.append(dict(randomised=f'{name} and above' if rows else name, rank_correlation=r.mean(), lowest=r.min()))
+        new = f(rnd, x, t).detach().double().cpu()
+        r = _rank_corr(base.flatten(1).numpy(), new.flatten(1).numpy())
+        rows.append(dict(randomised=f'{name} and above' if rows else name, rank_correlation=r.mean(), lowest=r.min(), ssim=map_ssim(base, new).mean().item()))
     return pd.DataFrame(rows)
 
 # %% ../nbs/09_metrics.ipynb #f013f26c
@@ -154,6 +170,28 @@ def _centre_boxes(boxes, size):
     return torch.cat([c - wh / 2, c + wh / 2]).expand(len(boxes), 4)
 
 # %% ../nbs/09_metrics.ipynb #eb00a8c9
+def report_maps(learn, # a Learner
+                dl=None, # default `learn.dls.valid`
+                methods=None, # names or `Method`s; default every registered method the model allows (CAM needs GAP → Linear, the attention methods a ViT)
+                layer=None, # for every method but CAM (which has its own) and those made from the whole model
+                n:int=None, # only the first `n` images
+               )->tuple: # ({method: maps (n, h, w) of the actual class}, the images' (H, W), the layer each method's maps are at)
+    "Every method's maps of each image's actual class over `dl`'s first `n` images, what the reports score"
+    dl = dl or learn.dls.valid
+    x0 = dl.one_batch()[0].as_subclass(Tensor)
+    if methods is None: methods = [m for m in METHODS if (get_method(m).kind != 'cam' or not trace(learn.model, x0).cam) and not get_method(m).why_not(learn.model)]
+    methods = [get_method(m).name for m in methods]
+    at = lambda m: None if get_method(m).kind == 'cam' or get_method(m).whole else layer   # CAM is at the layer the head pools; FullGrad everywhere
+    maps, seen = {m: [] for m in methods}, 0
+    for xb, yb in progress_bar(dl, leave=False):
+        if n is not None and seen >= n: break
+        xb, yb = xb.as_subclass(Tensor)[:None if n is None else n - seen], yb.as_subclass(Tensor)[:None if n is None else n - seen]
+        for m in methods: maps[m].append(class_maps(learn.model, xb, yb, m, at(m)).cpu())
+        seen += len(xb)
+    layers = {m: 'all' if get_method(m).whole else layer_name(learn.model, at(m), x0) for m in methods}
+    return {m: torch.cat(v) for m, v in maps.items()}, tuple(x0.shape[-2:]), layers
+
+# %% ../nbs/09_metrics.ipynb #2d8c62e3
 def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
                         dl=None, # default `learn.dls.valid`
                         methods=None, # names or `Method`s; default every registered method the model allows (CAM needs GAP → Linear, the attention methods a ViT)
@@ -163,22 +201,12 @@ def localisation_report(learn, # a Learner on the bundled pets (`pets_dls()`)
                        )->pd.DataFrame: # one row per method and the centre baseline
     "Pointing game, mean IoU and IoU ≥ 0.5 of every method's maps of the actual class, against the animal boxes"
     dl = dl or learn.dls.valid
-    x0 = dl.one_batch()[0].as_subclass(Tensor)
-    if methods is None: methods = [m for m in METHODS if (get_method(m).kind != 'cam' or not trace(learn.model, x0).cam) and not get_method(m).why_not(learn.model)]
-    methods = [get_method(m).name for m in methods]
-    at = lambda m: None if get_method(m).kind == 'cam' or get_method(m).whole else layer   # CAM is at the layer the head pools; FullGrad everywhere
-    boxes, maps, seen = pets_boxes(dl), {m: [] for m in methods}, 0
-    for xb, yb in progress_bar(dl, leave=False):
-        if n is not None and seen >= n: break
-        xb, yb = xb.as_subclass(Tensor)[:None if n is None else n - seen], yb.as_subclass(Tensor)[:None if n is None else n - seen]
-        for m in methods: maps[m].append(class_maps(learn.model, xb, yb, m, at(m)).cpu())
-        seen += len(xb)
-    size, boxes = tuple(xb.shape[-2:]), boxes[:seen]
-    rows = []
-    for m in methods:
-        mp = torch.cat(maps[m])
+    maps, size, layers = report_maps(learn, dl, methods, layer, n)
+    seen = len(next(iter(maps.values()))) if maps else min(n or len(dl.items), len(dl.items))
+    boxes, rows = pets_boxes(dl)[:seen], []
+    for m, mp in maps.items():
         iou = box_iou(cam_boxes(mp, size, thresh), boxes)
-        rows.append(dict(method=m, layer='all' if get_method(m).whole else layer_name(learn.model, at(m), x0), map=f'{mp.shape[1]}×{mp.shape[2]}',
+        rows.append(dict(method=m, layer=layers[m], map=f'{mp.shape[1]}×{mp.shape[2]}',
                          pointing_game=pointing_game(mp, boxes, size).float().mean().item(), mean_iou=iou.mean().item(),
                          iou_50=(iou >= .5).float().mean().item()))
     iou = box_iou(_centre_boxes(boxes, size), boxes)

@@ -1,4 +1,4 @@
-"""Score-CAM, EigenCAM, KPCA-CAM, AblationCAM, SmoothGrad-CAM++, FullGrad and the RandomCAM baseline: methods that ask the model more than one forward and one backward pass can tell, or need no gradient, each one registration
+"""Score-CAM, EigenCAM, KPCA-CAM, AblationCAM, SmoothGrad-CAM++, FullGrad, guided backpropagation, Guided Grad-CAM and the RandomCAM baseline: methods that ask the model more than one forward and one backward pass can tell, or need no gradient, each one registration
 
 Docs: https://fastcam.github.io/fastcam/passes.html.md"""
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn, Tensor
-from .trace import as_found
-from .methods import Capture, capture, register, weigh, first_component, target_scores, scored_by_class
+from .trace import as_found, as_batch
+from .methods import Capture, capture, register, weigh, first_component, targets, target_scores, scored_by_class
 
 # %% auto #0
-__all__ = []
+__all__ = ['guided_grads']
 
 # %% ../nbs/03_passes.ipynb #75006928
 @register('scorecam', 'Score-CAM', 'forward', bf16=True)
@@ -162,6 +162,64 @@ def _randomcam(c:Capture, seed:int=0):
     "RandomCAM, the baseline: each channel weighed by a number drawn uniformly from [-1, 1] (numpy, `seed`), the same for every image"
     w = np.random.RandomState(seed).uniform(-1, 1, c.act.shape[1])
     return torch.as_tensor(w).to(c.act).expand(len(c.act), -1)            # bs×k
+
+# %% ../nbs/03_passes.ipynb #04462a0b
+from torch.overrides import TorchFunctionMode
+
+class _Guide(torch.autograd.Function):
+    "The identity going forward; going back, only the gradient's positive part (the ReLU before it zeroes the rest)"
+    @staticmethod
+    def forward(ctx, o): return o.clone()                                  # a new tensor: in-place ops after it can't reach the ReLU's output
+    @staticmethod
+    def backward(ctx, g): return g.clamp(min=0)
+
+_RELUS = {F.relu, F.relu_, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_}
+_SMOOTH = {F.gelu: 'GELU', F.silu: 'SiLU', F.hardswish: 'Hardswish', F.mish: 'Mish', F.elu: 'ELU', F.selu: 'SELU',
+           F.celu: 'CELU', F.leaky_relu: 'LeakyReLU', F.prelu: 'PReLU', F.softplus: 'Softplus'}
+
+class _Guided(TorchFunctionMode):
+    "While it is on, every ReLU's result goes through `_Guide`; it counts the ReLUs and names the other activations that ran"
+    def __init__(self): super().__init__(); self.relus, self.others = 0, set()
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in _SMOOTH: self.others.add(_SMOOTH[func])
+        if func in _RELUS and isinstance(out, Tensor) and out.requires_grad: self.relus += 1; return _Guide.apply(out)
+        return out
+
+# %% ../nbs/03_passes.ipynb #bc6b3e0b
+_ACTS = (nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish, nn.ELU, nn.SELU, nn.CELU, nn.LeakyReLU, nn.PReLU, nn.Softplus)
+
+def _not_relu(model:nn.Module)->str:
+    "Why guided backpropagation does not apply to `model` (it has modules of other activations), or ''"
+    acts = sorted({type(m).__name__ for m in model.modules() if isinstance(m, _ACTS)})
+    return f"guided backpropagation is defined for ReLU networks, and {type(model).__name__} has {', '.join(acts)}" if acts else ''
+
+def guided_grads(model:nn.Module, # a ReLU network
+                 x:Tensor, # a batch of images (bs, channels, H, W)
+                 target=None, # None (each image's predicted class), an int, one class per image, class weights, or a function of the scores
+                )->Tensor: # (bs, channels, H, W)
+    "Guided backpropagation: the gradient of each image's `target` score w.r.t. its pixels, only positive gradients passed back through every ReLU"
+    x = as_batch(model, x).detach().clone().requires_grad_()
+    with as_found(model), torch.inference_mode(False), torch.enable_grad():
+        with _Guided() as g: out = model(x)
+        if g.others: raise ValueError(f"guided backpropagation is defined for ReLU networks, and {type(model).__name__} also ran {', '.join(sorted(g.others))}: use Grad-CAM")
+        if not g.relus: raise ValueError(f"guided backpropagation changes the backward pass of ReLUs, and no ReLU ran in {type(model).__name__}: use Grad-CAM")
+        t = target if callable(target) else targets(out, target, weights=True)
+        return torch.autograd.grad(target_scores(out, t).sum(), x)[0]
+
+# %% ../nbs/03_passes.ipynb #be69305b
+@register('guidedbackprop', 'Guided Backprop', 'forward', whole='the input', applies=_not_relu)
+def _guidedbackprop(c:Capture):
+    "Guided backpropagation: the input gradient with only positive gradients passed back through the ReLUs, its colours added up"
+    if c.eigen_smooth: raise ValueError("guided backpropagation takes no `eigen_smooth`: its map is a gradient at the input, not weighted channels; leave it False")
+    return guided_grads(c.model, c.x, c.target).sum(1)                     # bs×H×W
+
+@register('guidedgradcam', 'Guided Grad-CAM', applies=_not_relu)
+def _guidedgradcam(c:Capture, mode:str='bilinear'):
+    "Guided Grad-CAM: guided backpropagation times Grad-CAM (its positive part) brought to the image's size by `mode`, colours added up"
+    cam = weigh(c.grad.mean((2, 3)), c.act, c.eigen_smooth).relu()[:, None]   # bs×1×h×w: Grad-CAM, as captum's `GuidedGradCam` takes it
+    up = F.interpolate(cam, c.x.shape[-2:], mode=mode)                     # captum's default mode is 'nearest', the paper's bilinear
+    return (guided_grads(c.model, c.x, c.target) * up).sum(1)             # bs×H×W
 
 # %% ../nbs/03_passes.ipynb #0f43fc39
 import fastcam.attention   # the methods that read a transformer's attention register themselves after these, whichever module is imported first (`18_attention`)

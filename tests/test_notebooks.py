@@ -6,7 +6,7 @@ import pytest
 
 root = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((root/'nbs').glob('[!_.]*.ipynb')) + sorted((root/'nbs'/'course').glob('[!_.]*.ipynb'))
-SHOW_MAPS = {'index', '05_vis', '06_data', '08_callback', '09_metrics', '10_explain', '11_text', '01_cam_and_hooks', '02_questionnaire', '03_keepdim', '04_text_cam'}
+SHOW_MAPS = {'index', '05_vis', '06_data', '08_callback', '09_metrics', '10_explain', '11_text', '01_cam_and_hooks', '02_questionnaire', '03_keepdim', '04_text_cam', '05_what_maps_are_for'}
 SHOW_HTML = {'10_explain', '04_text_cam'}      # tables, and the words of a text highlighted by their maps
 
 def outputs(fn): return [(c, o) for c in json.loads(fn.read_text())['cells'] if c['cell_type'] == 'code' for o in c['outputs']]
