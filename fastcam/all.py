@@ -11,6 +11,7 @@ from .learner import *
 from .callback import *
 from .metrics import *
 from .uses import *
+from .watch import *
 from .attention import *
 from .explain import *
 from .files import *
