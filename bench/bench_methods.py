@@ -100,13 +100,15 @@ def main():
     p.add_argument('--reps', type=int, default=3)
     p.add_argument('--n', type=int, default=200, help='validation images in the localisation table')
     p.add_argument('--table', action='store_true', help='only the localisation table')
+    p.add_argument('--speed', action='store_true', help='only the speed and memory table')
+    p.add_argument('--bs', type=int, default=32, help='the batch size of the speed and memory table')
     p.add_argument('--methods', help="only these methods, joined by commas (e.g. 'cam,gradcam,fullgrad')")
     p.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child: return child(a.child[0], a.child[1], int(a.child[2]))
     only = a.methods.split(',') if a.methods else None
     if a.table: return localisation(a.n, 4, only)
-    speed_and_memory(8 if a.quick else 32, 1 if a.quick else a.reps, only)
-    if not a.quick: localisation(a.n, 4, only)
+    speed_and_memory(8 if a.quick else a.bs, 1 if a.quick else a.reps, only)
+    if not (a.quick or a.speed): localisation(a.n, 4, only)
 
 if __name__ == '__main__': main()
