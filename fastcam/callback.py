@@ -19,9 +19,9 @@ from fastcore.meta import delegates
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import TensorImage, display_df, get_random_states, set_random_states
-from .trace import layer_name
+from .trace import layer_name, unwrap
 from .methods import get_method
-from .cam import CamOpts, class_maps, pick_method, map_caption
+from .cam import CamOpts, class_maps, pick_method, map_caption, reading
 from .vis import show_maps, overlay, check_kwargs
 from .files import write_folder
 from .distrib import gather, local_dl, dl_share
@@ -227,13 +227,14 @@ def before_fit(self:TopLossCAM):
 def _check_opts(cb:TopLossCAM, learn, dl):
     "Raise now what would fail at the end of a pass over `dl`: the targets, the class, the layer, the head"
     if not len(dl): return
-    xb, yb = _peek(dl)[:2]                                           # wrong targets, layer or head: say so before the pass
+    b = _peek(dl); n = getattr(dl, 'n_inp', 1)
+    xs, yb = b[:n], b[n]                                             # wrong targets, layer or head: say so before the pass
     if yb.is_floating_point() and not (yb.ndim == 2 and hasattr(learn.loss_func, 'thresh')):
         raise ValueError(f"`TopLossCAM` needs a classifier (one class per item, or multi-label targets with a `thresh`), not targets "
                          f"of {tuple(yb.shape)} {yb.dtype}: for a regression model, make maps of chosen images with `gradcam_maps`")
-    x = _as_plain(xb)[:1]
+    x = tuple(_as_plain(o)[:1] for o in xs)                          # the images, and the model's other inputs (`n_inp > 1`)
     t = _class_of(cb.opts.target, learn.dls.vocab, 1)              # a class that is not in the vocab: said now too
-    with _rng_kept(): class_maps(learn.model, x, t, opts=cb.opts.replace(target=None))   # the maps of one image, thrown away
+    with _rng_kept(): class_maps(learn.model, x if len(x) > 1 else x[0], t, opts=cb.opts.replace(target=None))   # the maps of one image, thrown away
 
 @patch
 def before_train(self:TopLossCAM): self.fitting = not hasattr(self.learn, 'lr_finder')   # a fit that trains, and is no `lr_find`
@@ -254,7 +255,8 @@ def after_batch(self:TopLossCAM):
     if losses.numel() != len(y): losses = losses.view(len(y), -1).mean(1)      # per item, as `get_preds(with_loss=True)`
     probs = getattr(self.learn.loss_func, 'activation', noop)(self.pred.detach())
     idxs = torch.arange(self.seen, self.seen + len(y)) + (self.share[1] if self.share else 0)   # positions in the whole set
-    batch = dict(idxs=idxs, losses=losses.float().cpu(), x=self.xb[0].detach(), actual=y.detach().cpu(), probs=probs.float().cpu())
+    batch = dict(idxs=idxs, losses=losses.float().cpu(), x=self.xb[0].detach(), actual=y.detach().cpu(), probs=probs.float().cpu(),
+                 **{f'x_{i}': o.detach() for i, o in enumerate(self.xb[1:], 1)})   # the model's other inputs, where it takes several
     self.seen += len(y)
     if self.share: batch = {k: v[(idxs < self.share[0]).to(v.device)] for k, v in batch.items()}   # padding repeats items: dropped
     if self.top is not None: batch = {k: torch.cat([self.top[k].to(v.device), v]) for k, v in batch.items()}
@@ -313,7 +315,10 @@ def _top_losses(learn, dl, top, opts:CamOpts)->TopLosses:
     "A `TopLosses` for the items of `dl` in `top` (idxs, losses, x, actual, probs): maps made with `opts`, decoded images"
     top = {k: _as_plain(v) for k, v in top.items()}
     x, probs, actual = top['x'], top['probs'], top['actual']
-    used, why = pick_method(learn.model, x, opts.method, opts.layer)
+    others = [top[f'x_{i}'] for i in range(1, len(top)) if f'x_{i}' in top]   # the model's other inputs (`n_inp > 1`)
+    inner = unwrap(learn.model)
+    model, _ = reading(inner, (x, *others))
+    used, why = pick_method(model, x, opts.method, opts.layer)
     fixed = _class_of(opts.target, learn.dls.vocab, len(x))
     if actual.ndim == 2:                                                    # multi-label: one-hot targets, sigmoid scores
         predicted, actual = probs > getattr(learn.loss_func, 'thresh', 0.5), actual.bool()
@@ -326,13 +331,14 @@ def _top_losses(learn, dl, top, opts:CamOpts)->TopLosses:
         predicted = probs.argmax(1)
         item, cls = torch.arange(len(x)), actual if opts.target == 'actual' else predicted if fixed is None else fixed
         p_item = probs.gather(1, predicted[:, None])[:, 0]
-    maps = class_maps(learn.model, x[item.to(x.device)], cls.to(x.device), opts=opts.replace(method=used, target=None)).detach().cpu()
+    sel = lambda o: o[item.to(o.device)]
+    maps = class_maps(inner, (sel(x), *map(sel, others)) if others else sel(x), cls.to(x.device), opts=opts.replace(method=used, target=None)).detach().cpu()
     imgs = dl.decode((TensorImage(x),))[0]
     imgs = (imgs if imgs.max() > 1 else imgs * 255).round().clamp(0, 255).byte().cpu().as_subclass(Tensor)
     items = getattr(dl, 'items', None)
     return TopLosses(idxs=top['idxs'], items=[_item(items, int(i)) for i in top['idxs']], actual=actual, predicted=predicted, probs=p_item,
                      losses=top['losses'], maps=maps, imgs=imgs, vocab=learn.dls.vocab, method=used.name, opts=opts.named(learn.model),
-                     layer_name=layer_name(learn.model, opts.layer, x), why=why, map_item=item, map_class=cls)
+                     layer_name=layer_name(model, opts.layer, x), why=why, map_item=item, map_class=cls)
 
 # %% ../nbs/08_callback.ipynb #dadadbb9
 @patch

@@ -12,9 +12,10 @@ import torch
 from torch import nn, Tensor
 from fastcore.meta import delegates
 from fastcore.basics import patch
-import warnings
+import warnings, weakref
+from collections.abc import Mapping
 from .trace import (as_found, unwrap, as_batch, trace, get_layer, get_call, name_of, layer_name, body_and_head, cam_weights, layout_of,
-                           Call, Trace, Layout, ChannelsFirst, ChannelsLast, Tokens, NoLayout, LayerCall)
+                           Call, Trace, Layout, ChannelsFirst, ChannelsLast, Tokens, NoLayout, LayerCall, NotScores)
 from .methods import (KINDS, AUTO, METHODS, WEIGHTS, FORWARD, Method, Capture, capture, targets, register, unregister, get_method,
                              check_method, load_plugins, weigh, first_component, layer_grads, cam_maps)
 _all_ = ['as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights', 'layer_name', 'cam_maps',
@@ -22,9 +23,9 @@ _all_ = ['as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_
 from .vis import upsample_maps, normalize_maps
 
 # %% auto #0
-__all__ = ['CamOpts', 'pick_method', 'map_caption', 'fuse_maps', 'aug_smooth_maps', 'class_maps', 'gradcam_maps', 'as_found',
-           'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights', 'layer_name', 'cam_maps',
-           'layer_grads', 'weigh', 'check_method', 'WEIGHTS', 'FORWARD', 'METHODS']
+__all__ = ['CamOpts', 'pick_method', 'map_caption', 'fuse_maps', 'aug_smooth_maps', 'pick_output', 'reading', 'class_maps',
+           'gradcam_maps', 'as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights',
+           'layer_name', 'cam_maps', 'layer_grads', 'weigh', 'check_method', 'WEIGHTS', 'FORWARD', 'METHODS']
 
 # %% ../nbs/04_cam.ipynb #c27ae599
 _FUSE = 'mean', 'max'
@@ -192,6 +193,60 @@ def _aug_smoothed(model, f):
         return aug_smooth_maps(lambda xa: f(xa, t)[0], x), logits
     return g
 
+# %% ../nbs/04_cam.ipynb #7260826e
+class _Reading(nn.Module):
+    "`model` as a one-input model with a tensor output: its other inputs given, the class scores picked from its output by `output`"
+    def __init__(self, model:nn.Module, output=None):
+        super().__init__()
+        object.__setattr__(self, '_inner', weakref.ref(model))             # not a child (its children are this module's own), nor kept alive
+        self._modules, self._parameters, self._buffers = model._modules, model._parameters, model._buffers
+        self.output, self.others = output, ()
+    def train(self, mode:bool=True): self._inner().train(mode); return super().train(mode)
+    def forward(self, x):
+        others = tuple(o[:len(x)] if isinstance(o, Tensor) and len(x) == 1 else o for o in self.others)   # the trace: the first image's
+        if bad := [o for o in others if isinstance(o, Tensor) and len(o) != len(x)]:
+            raise ValueError(f"the model's other inputs are for {len(bad[0])} images and this pass is over {len(x)}: a method with passes of "
+                             "its own over other batches can't tell which inputs go with them: use a gradient method (e.g. 'gradcam')")
+        return pick_output(self._inner()(x, *others), self.output)
+
+def pick_output(out, # what the model returned
+                output=None, # None (a tensor, or a mapping's 'logits'), an index, a key, or a function of `out`
+               )->Tensor: # the class scores
+    "The class scores in a model's output, as `output` says where they are"
+    if callable(output): return output(out)
+    if output is not None: return out[output] if not isinstance(output, str) or not hasattr(out, output) else getattr(out, output)
+    if isinstance(out, Tensor): return out
+    if isinstance(out, Mapping) and 'logits' in out: return out['logits']
+    what = (f"a {type(out).__name__} with keys {list(out)}" if isinstance(out, Mapping) else
+            f"a {type(out).__name__} of {len(out)}: {', '.join(type(o).__name__ + (str(tuple(o.shape)) if isinstance(o, Tensor) else '') for o in out)}"
+            if isinstance(out, (tuple, list)) else f"a {type(out).__name__}")
+    raise ValueError(f"the model returns {what}, not a tensor of class scores: pass `output=` where they are (an index, a key, or a function of the output)")
+
+# %% ../nbs/04_cam.ipynb #903bd83d
+_READINGS = weakref.WeakKeyDictionary()   # model: {output: its `_Reading`}, so that its trace is kept between calls
+
+def _returns_tensor(model, x)->bool:
+    "Whether `model` returns a tensor, as its trace (cached, and needed anyway) saw it; other errors are for the maps to raise"
+    try: trace(model, x)
+    except NotScores: return False
+    except Exception: pass
+    return True
+
+def reading(model:nn.Module, # the model, unwrapped (the caller keeps it alive while it uses the reading)
+            x, # a batch of images, or a tuple (images, other inputs...)
+            output=None, # as in `pick_output`
+           )->tuple: # (the model to make maps of, the images)
+    "`model` and its images as the maps need them: a model with other inputs or an output to pick from read through `_Reading`"
+    xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    if not xs: raise ValueError("`x` is an empty tuple: give the images first, then the model's other inputs")
+    if len(xs) == 1 and output is None and _returns_tensor(model, xs[0]): return model, xs[0]
+    if callable(output): r = _Reading(model, output)                       # a function: read afresh (each lambda is a new key)
+    else:
+        cache = _READINGS.setdefault(model, {})
+        r = cache[output] = cache.get(output) or _Reading(model, output)
+    r.others = tuple(o.to(next(model.parameters()).device) if isinstance(o, Tensor) else o for o in xs[1:])
+    return r, xs[0]
+
 # %% ../nbs/04_cam.ipynb #877cebee
 @delegates(CamOpts, but=['method', 'layer', 'target'])
 def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear head)
@@ -201,11 +256,20 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
                layer=None, # None (what the head pools), an int into the body, a dotted name, a module, or a list of them (fused)
                with_logits:bool=False, # also return the model's outputs, from the same forward pass
                *, opts:CamOpts=None, # all the options as one object; the keywords given here override its fields
+               output=None, # where the class scores are in what the model returns, as `pick_output` takes it
                **kwargs, # the other fields of `CamOpts`: `layout`, `eigen_smooth`, `aug_smooth`, `fuse`, `bf16`, `params`
               ): # (bs, h, w) maps, or (maps, logits (bs, classes)) with `with_logits`
-    "One map per image of `x`, for its `target` class, by `method` at `layer`"
+    "One map per image of `x` (or of `x[0]`, the model's other inputs after it), for its `target` class, by `method` at `layer`"
     o = (opts or CamOpts()).given(method=method, layer=layer).replace(**kwargs)
-    model = unwrap(model); xb = as_batch(model, x)
+    inner = unwrap(model)                                                   # kept alive for the call: a reading holds it weakly
+    model, x = reading(inner, x, output)
+    try: return _class_maps(model, x, target, o, with_logits)
+    finally:
+        if model is not inner: model.others = ()                           # the other inputs are not kept after the call
+
+# %% ../nbs/04_cam.ipynb #9c8d7e6f
+def _class_maps(model, x, target, o:CamOpts, with_logits:bool):
+    xb = as_batch(model, x)
     t = _target_of(target, o.target)
     m, _ = pick_method(model, xb, o.method, o.layer, t)
     f = _layer_maps(model, m, o, m.check(o.params, o.bf16))
@@ -213,7 +277,7 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
     maps, logits = f(xb, t)
     if not (ok := torch.isfinite(maps.flatten(1)).all(1)).all():
         why = "the model's scores are" if not torch.isfinite(logits[~ok]).all() else "its gradients or activations at the layer are"
-        warnings.warn(f"fastcam: the maps of images {(~ok).nonzero().flatten().tolist()} have NaN or infinite values: {why} not finite for them", stacklevel=2)
+        warnings.warn(f"fastcam: the maps of images {(~ok).nonzero().flatten().tolist()} have NaN or infinite values: {why} not finite for them", stacklevel=3)
     return (maps, logits) if with_logits else maps
 
 def _target_of(target, rule):

@@ -18,8 +18,8 @@ from torch.nn.modules.utils import _ntuple
 
 # %% auto #0
 __all__ = ['as_found', 'unwrap', 'as_batch', 'name_of', 'Call', 'Layout', 'ChannelsFirst', 'ChannelsLast', 'Tokens', 'NoLayout',
-           'Trace', 'trace', 'LayerCall', 'get_layer', 'get_call', 'call_name', 'layer_name', 'body_and_head',
-           'layout_of', 'cam_weights']
+           'Trace', 'NotScores', 'trace', 'LayerCall', 'get_layer', 'get_call', 'call_name', 'layer_name',
+           'body_and_head', 'layout_of', 'cam_weights']
 
 # %% ../nbs/01_trace.ipynb #627a633d
 @contextmanager
@@ -394,6 +394,9 @@ def _in_channels(model:nn.Module)->int:
     raise ValueError(f"can't tell what input {type(model).__name__} takes: pass a batch `x`")
 
 # %% ../nbs/01_trace.ipynb #fc4e848b
+class NotScores(ValueError):
+    "A model's output that is not a tensor of class scores (a tuple, a dict, a `ModelOutput`): `class_maps` reads it with `output=`"
+
 def trace(model:nn.Module, # any model (unwrapped from DDP or `torch.compile` first)
           x:Tensor=None, # an input batch (its first item is used); default: the last one traced, else 64×64 zeros
          )->Trace:
@@ -405,7 +408,9 @@ def trace(model:nn.Module, # any model (unwrapped from DDP or `torch.compile` fi
     p = next(model.parameters(), None)
     if x is None: x = _zeros(p, _in_channels(model))
     x1 = x[:1].detach().as_subclass(Tensor).to(p.device if p is not None else x.device)
-    t = _analyse(model, *_record(model, x1), x1)
+    calls, out = _record(model, x1)
+    if not isinstance(out, Tensor): raise NotScores(f"{type(model).__name__} returns a {type(out).__name__}, not a tensor of class scores")
+    t = _analyse(model, calls, out, x1)
     _TRACES[model] = ((mods, tuple(x.shape[1:])), t)
     if t.unseen: warnings.warn(f"fastcam: {type(model).__name__}: {t.unseen}", stacklevel=2)
     return t
