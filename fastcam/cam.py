@@ -214,7 +214,7 @@ def pick_output(out, # what the model returned
                )->Tensor: # the class scores
     "The class scores in a model's output, as `output` says where they are"
     if callable(output): return output(out)
-    if output is not None: return out[output] if not isinstance(output, str) or not hasattr(out, output) else getattr(out, output)
+    if output is not None: return out[output] if isinstance(out, Mapping) or not isinstance(output, str) else getattr(out, output)
     if isinstance(out, Tensor): return out
     if isinstance(out, Mapping) and 'logits' in out: return out['logits']
     what = (f"a {type(out).__name__} with keys {list(out)}" if isinstance(out, Mapping) else
@@ -244,7 +244,8 @@ def reading(model:nn.Module, # the model, unwrapped (the caller keeps it alive w
     else:
         cache = _READINGS.setdefault(model, {})
         r = cache[output] = cache.get(output) or _Reading(model, output)
-    r.others = tuple(o.to(next(model.parameters()).device) if isinstance(o, Tensor) else o for o in xs[1:])
+    p = next(model.parameters(), None)
+    r.others = tuple(o.to(p.device) if isinstance(o, Tensor) and p is not None else o for o in xs[1:])
     return r, xs[0]
 
 # %% ../nbs/04_cam.ipynb #877cebee

@@ -160,9 +160,14 @@ def _predict(learn, imgs:list, bs:int)->Tensor: # (n,) the predicted classes
         for b in learn.dls.test_dl(imgs, bs=bs): preds.append(learn.model(b[0].as_subclass(Tensor)).argmax(1).cpu())
     return torch.cat(preds)
 
+def _size(f)->tuple:
+    with Image.open(f) as im: return im.size                              # (width, height), the file closed again
+
 def _crops(files, boxes)->list:
     "Each file cut to its box (file pixels)"
-    return [Image.open(f).convert('RGB').crop(tuple(int(v) for v in b)) for f, b in zip(files, boxes.tolist())]
+    def cut(f, b):
+        with Image.open(f) as im: return im.convert('RGB').crop(tuple(int(v) for v in b))
+    return [cut(f, b) for f, b in zip(files, boxes.tolist())]
 
 # %% ../nbs/19_uses.ipynb #a1b2c3d4
 def _predicted_maps(learn, dl, methods:list, layer, n:int)->tuple: # ({method: maps}, predictions (n,), labels (n,), the input's (H, W))
@@ -193,7 +198,7 @@ def localise_then_classify(learn, # a trained Learner whose images are files
     "The CAM paper's localise-then-classify: accuracy on the full image, on a crop to each method's map box, to the true box and at the centre"
     dl = dl or learn.dls.valid
     rs, files = _resize_of(dl), L(dl.items)[:n]
-    sizes = [Image.open(f).size for f in files]
+    sizes = [_size(f) for f in files]
     if boxes is None:
         try: boxes = pets_boxes(dl)[:len(files)]
         except ValueError: boxes = None                                    # no true boxes: no upper bound

@@ -13,7 +13,8 @@ from fastai.callback.core import Callback
 from fastai.learner import Metric, Recorder
 from fastai.torch_core import to_device
 from .methods import get_method
-from .cam import class_maps, pick_method
+from .cam import class_maps, pick_method, reading
+from .trace import unwrap
 from .vis import show_map
 from .metrics import pointing_game
 from .data import pets_boxes
@@ -32,10 +33,10 @@ class PointingGame(Metric):
     def reset(self): self.hits, self.count, self.seen = 0, 0, 0
     def accumulate(self, learn):
         if learn.training or self.seen >= self.n: return
-        x, y = learn.xb[0].as_subclass(Tensor), learn.yb[0].as_subclass(Tensor)
+        xs, y = [o.as_subclass(Tensor) for o in learn.xb], learn.yb[0].as_subclass(Tensor)   # the images, and any other inputs
         if self._boxes[0] is not learn.dl: self._boxes = (learn.dl, pets_boxes(learn.dl, self.head))   # read once per `DataLoader`
-        take = min(len(x), self.n - self.seen)
-        maps = class_maps(learn.model, x[:take], y[:take], self.method, self.layer)
+        x, take = xs[0], min(len(xs[0]), self.n - self.seen)
+        maps = class_maps(learn.model, tuple(o[:take] for o in xs) if len(xs) > 1 else x[:take], y[:take], self.method, self.layer)
         self.hits += pointing_game(maps, self._boxes[1][self.seen:self.seen + take], tuple(x.shape[-2:])).sum().item()
         self.count, self.seen = self.count + take, self.seen + len(x)
     @property
@@ -59,10 +60,14 @@ class WatchCAM(Callback):
         idxs = list(range(min(self.n, len(dl.dataset)))) if self.idxs is None else list(self.idxs)
         b = to_device(dl.after_batch(dl.do_batch([dl.do_item(i) for i in idxs])), dl.device)
         self.inp, self.actual = b[0].as_subclass(Tensor), b[dl.n_inp].as_subclass(Tensor)   # (not `x`, `y`: the learner's own)
+        self.others = tuple(o.as_subclass(Tensor) for o in b[1:dl.n_inp])      # the model's other inputs, where it takes several
         self.imgs = dl.decode((b[0],))[0]
         self.maps, self.epochs = [], []
-        self.used = pick_method(self.learn.model, self.inp, self.method, self.layer, self.actual if self.target is None else self.target)[0]   # once: the model's kind won't change
+        model, _ = reading(unwrap(self.learn.model), self._x)                # a model of several inputs, read as one of the images
+        self.used = pick_method(model, self.inp, self.method, self.layer, self.actual if self.target is None else self.target)[0]   # once: the model's kind won't change
         self._snap(0)
+    @property
+    def _x(self): return (self.inp, *self.others) if self.others else self.inp   # what the model takes
     def after_epoch(self):
         if self.run and ((self.epoch + 1) % self.every == 0 or self.epoch == self.n_epoch - 1): self._snap(self.epoch + 1)
 
@@ -71,7 +76,7 @@ class WatchCAM(Callback):
 def _snap(self:WatchCAM, epoch:int):
     "Make and keep the maps of the followed images now (`epoch` epochs done), and log them where a logger runs"
     t = self.actual if self.target is None else self.target
-    self.maps.append(class_maps(self.learn.model, self.inp, t, self.used, self.layer).cpu()); self.epochs.append(epoch)
+    self.maps.append(class_maps(self.learn.model, self._x, t, self.used, self.layer).cpu()); self.epochs.append(epoch)
     tb, wb = getattr(self.learn, 'tensor_board', None), getattr(self.learn, 'wandb', None)
     if not ((tb is not None and getattr(tb, 'run', False)) or wb is not None): return
     axs = self.show(last=True); fig = axs[0, 0].figure
