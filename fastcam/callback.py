@@ -21,7 +21,7 @@ from fastai.learner import Learner
 from fastai.torch_core import TensorImage, display_df, get_random_states, set_random_states
 from .trace import layer_name, unwrap
 from .methods import get_method
-from .cam import CamOpts, class_maps, pick_method, map_caption, reading
+from .cam import CamOpts, class_maps, pick_method, map_caption, reading, pick_output
 from .vis import show_maps, overlay, check_kwargs
 from .files import write_folder
 from .distrib import gather, local_dl, dl_share
@@ -51,9 +51,9 @@ class TopLosses:
     "The `k` highest-loss validation items and their maps: positions, items, classes, probabilities, losses, images; maps of (item, class)"
     idxs:Tensor # each item's position in the validation set
     items:list # the items (file names)
-    actual:Tensor # each item's class (multi-label: boolean, items × classes)
-    predicted:Tensor # its predicted class (multi-label: boolean, items × classes)
-    probs:Tensor # the prediction's probability (multi-label: every class's)
+    actual:Tensor # each item's class (multi-label: boolean, items × classes; segmentation: items × H × W; regression: items × outputs)
+    predicted:Tensor # its predicted class (as `actual`)
+    probs:Tensor # the prediction's probability (multi-label: every class's; segmentation: the mean over the map's class's pixels; regression: the outputs)
     losses:Tensor # each item's loss
     maps:Tensor # (maps, h, w): one map per (item, class) of `map_item` and `map_class`
     imgs:Tensor # the decoded images, 8-bit (items, 3, H, W)
@@ -72,8 +72,15 @@ class TopLosses:
     def __repr__(self): return f'{type(self).__name__}({len(self)} items, {len(self.maps)} maps, method={self.method!r}, layer={self.layer_name!r})'
 
 # %% ../nbs/08_callback.ipynb #8c24e0f7
+def _task(y:Tensor, multi:bool)->str: # 'single-label', 'multi-label', 'segmentation' or 'regression'
+    "What a learner's targets `y` (one per item) say it does; `multi`: its loss has a threshold, so float targets are multi-label"
+    if y.is_floating_point(): return 'multi-label' if y.ndim == 2 and multi else 'regression'
+    return 'multi-label' if y.dtype == torch.bool else 'segmentation' if y.ndim == 3 else 'single-label'
+
 @patch(as_prop=True)
-def multi_label(self:TopLosses)->bool: return self.actual.ndim == 2
+def task(self:TopLosses)->str: return _task(self.actual, False)            # 'single-label', 'multi-label', 'segmentation' or 'regression'
+@patch(as_prop=True)
+def multi_label(self:TopLosses)->bool: return self.task == 'multi-label'
 @patch(as_prop=True)
 def layer(self:TopLosses): return self.opts.layer                            # the layer asked for (fastcam 0.2)
 @patch(as_prop=True)
@@ -89,6 +96,10 @@ def caption(self:TopLosses)->str:
 def titles(self:TopLosses, labels=None)->list:
     "One per map: 'predicted/actual / loss / probability' as `plot_top_losses` writes them; multi-label 'Image i: class probability (right/wrong/missed)'"
     v, its, cls = class_names(self.vocab, labels), self.map_item.tolist(), self.map_class.tolist()
+    if self.task == 'segmentation':
+        return [f'{v[c]} IoU {self.iou()[i]:.2f} / {self.losses[i]:.2f} / {self.probs[i]:.2f}' for i, c in zip(its, cls)]
+    if self.task == 'regression':
+        return [f'{v[c]} {self.predicted[i, c]:.2f}/{self.actual[i, c]:.2f} / {self.losses[i]:.2f}' for i, c in zip(its, cls)]
     if not self.multi_label:
         cols = (self.predicted.tolist(), self.actual.tolist(), self.losses.tolist(), self.probs.tolist())
         return [f'{v[p]}/{v[a]} / {l:.2f} / {pr:.2f}' for p, a, l, pr in (tuple(c[i] for c in cols) for i in its)]
@@ -96,14 +107,30 @@ def titles(self:TopLosses, labels=None)->list:
                         else 'most probable, under the threshold')
     return [f'Image {i}: {v[c]} {self.probs[i, c]:.2f} ({how(i, c)})' for i, c in zip(its, cls)]
 
+# %% ../nbs/08_callback.ipynb #1401332e
+@patch
+def iou(self:TopLosses)->Tensor: # (items,)
+    "Segmentation: each item's IoU of its predicted and actual pixels of its map's class"
+    c = self.map_class[:, None, None]
+    p, a = self.predicted == c, self.actual == c
+    return (p & a).flatten(1).sum(1) / (p | a).flatten(1).sum(1).clamp(min=1)
+
+@patch
+def _lab(self:TopLosses, r:Tensor, c:int, v:list)->str:
+    "How an item's actual or predicted value `r` reads, its map's class being `c` and the class names `v`"
+    if self.task == 'segmentation': return f'{v[c]}: {int((r == c).sum())} px'
+    if self.task == 'regression': return ' '.join(f'{o:.4g}' for o in r.flatten().tolist())
+    return ';'.join(str(v[j]) for j in r.nonzero().flatten().tolist()) if self.multi_label else str(v[int(r)])
+
 @patch
 def table(self:TopLosses, labels=None)->pd.DataFrame:
-    "One row per item, as fastai's multi-label `plot_top_losses` shows them: target, predicted, probabilities, loss"
-    v = class_names(self.vocab, labels)
-    lab = lambda r: ';'.join(v[c] for c in r.nonzero().flatten().tolist()) if self.multi_label else v[int(r)]
-    return pd.DataFrame(dict(target=[lab(r) for r in self.actual], predicted=[lab(r) for r in self.predicted],
-                             probabilities=['[' + ', '.join(f'{v:.2f}' for v in p.tolist()) + ']' if self.multi_label else f'{float(p):.4f}' for p in self.probs],
-                             loss=self.losses.tolist()))
+    "One row per item, as fastai's multi-label `plot_top_losses` shows them: target, predicted, probabilities (segmentation: and IoU), loss"
+    v, task = class_names(self.vocab, labels), self.task
+    c = [int(self.map_class[(self.map_item == i).nonzero()[0, 0]]) for i in range(len(self))]   # each item's first map's class
+    d = dict(target=[self._lab(r, j, v) for r, j in zip(self.actual, c)], predicted=[self._lab(r, j, v) for r, j in zip(self.predicted, c)])
+    if task != 'regression': d['probabilities'] = ['[' + ', '.join(f'{q:.2f}' for q in p.tolist()) + ']' if self.multi_label else f'{float(p):.4f}' for p in self.probs]
+    if task == 'segmentation': d['iou'] = self.iou().tolist()
+    return pd.DataFrame(dict(**d, loss=self.losses.tolist()))
 
 # %% ../nbs/08_callback.ipynb #0f08d343
 @patch
@@ -127,11 +154,12 @@ def _ovl_name(rank, item, label=None): return f'{rank:02d}_{Path(str(item)).stem
 @patch
 def _rows(self:TopLosses)->list:
     "One index row per map"
-    v, rows, opts = self.vocab, [], self.opts.text()
-    lab = lambda r: ';'.join(str(v[c]) for c in r.nonzero().flatten().tolist()) if self.multi_label else str(v[int(r)])
+    v, rows, opts, task = self.vocab, [], self.opts.text(), self.task
+    iou = self.iou().tolist() if task == 'segmentation' else None
     for j, (r, c) in enumerate(zip(self.map_item.tolist(), self.map_class.tolist())):
-        rows.append(dict(rank=r, idx=int(self.idxs[r]), item=str(self.items[r]), actual=lab(self.actual[r]), predicted=lab(self.predicted[r]),
-                         label=str(v[c]), probability=float(self.probs[r, c] if self.multi_label else self.probs[r]), loss=float(self.losses[r]),
+        p = float('nan') if task == 'regression' else float(self.probs[r, c] if self.multi_label else self.probs[r])
+        rows.append(dict(rank=r, idx=int(self.idxs[r]), item=str(self.items[r]), actual=self._lab(self.actual[r], c, v), predicted=self._lab(self.predicted[r], c, v),
+                         label=str(v[c]), probability=p, **({} if iou is None else dict(iou=iou[r])), loss=float(self.losses[r]),
                          method=self.method, layer=self.layer_name, options=opts, map_file='maps.pt', map_row=j,
                          overlay=_ovl_name(r, self.items[r], v[c] if self.multi_label else None)))
     return rows
@@ -229,11 +257,13 @@ def _check_opts(cb:TopLossCAM, learn, dl):
     if not len(dl): return
     b = _peek(dl); n = getattr(dl, 'n_inp', 1)
     xs, yb = b[:n], b[n]                                             # wrong targets, layer or head: say so before the pass
-    if yb.is_floating_point() and not (yb.ndim == 2 and hasattr(learn.loss_func, 'thresh')):
-        raise ValueError(f"`TopLossCAM` needs a classifier (one class per item, or multi-label targets with a `thresh`), not targets "
-                         f"of {tuple(yb.shape)} {yb.dtype}: for a regression model, make maps of chosen images with `gradcam_maps`")
+    task, v = _task(yb, hasattr(learn.loss_func, 'thresh')), _vocab(learn, yb)
+    t = _class_of(cb.opts.target, v, 1)                              # a class that is not in the vocab: said now too
+    if task == 'segmentation' and t is None: raise ValueError(
+        f"`target` {cb.target!r}: a segmentation learner's map is of one class over the pixels predicted as it: give a class of {list(map(str, v))}, by name or index")
+    if task == 'regression' and (cb.opts.target == 'actual' or t is None and len(v) > 1): raise ValueError(
+        f"`target` {cb.target!r}: a regression learner's map is of one of its {len(v)} outputs: give its index (0 to {len(v) - 1})")
     x = tuple(_as_plain(o)[:1] for o in xs)                          # the images, and the model's other inputs (`n_inp > 1`)
-    t = _class_of(cb.opts.target, learn.dls.vocab, 1)              # a class that is not in the vocab: said now too
     with _rng_kept(): class_maps(learn.model, x if len(x) > 1 else x[0], t, opts=cb.opts.replace(target=None))   # the maps of one image, thrown away
 
 @patch
@@ -253,7 +283,8 @@ def after_batch(self:TopLossCAM):
     y, self.share = self.yb[0], dl_share(self.dl)
     with self.learn.loss_not_reduced(): losses = self.learn.loss_func(self.pred, *self.yb).detach()
     if losses.numel() != len(y): losses = losses.view(len(y), -1).mean(1)      # per item, as `get_preds(with_loss=True)`
-    probs = getattr(self.learn.loss_func, 'activation', noop)(self.pred.detach())
+    pred = self.pred if isinstance(self.pred, Tensor) else pick_output(self.pred, self.opts.output)   # the scores, where the model returns more
+    probs = getattr(self.learn.loss_func, 'activation', noop)(pred.detach())
     idxs = torch.arange(self.seen, self.seen + len(y)) + (self.share[1] if self.share else 0)   # positions in the whole set
     batch = dict(idxs=idxs, losses=losses.float().cpu(), x=self.xb[0].detach(), actual=y.detach().cpu(), probs=probs.float().cpu(),
                  **{f'x_{i}': o.detach() for i, o in enumerate(self.xb[1:], 1)})   # the model's other inputs, where it takes several
@@ -299,6 +330,16 @@ def _item(items, i):
     o = getattr(items, 'iloc', items)[i]
     return o.iloc[0] if hasattr(o, 'iloc') else o
 
+def _vocab(learn, y:Tensor=None)->list:
+    "The names of what a learner's maps can be of: its classes (a segmentation's codes), or a regression learner's outputs (from its targets `y`)"
+    try: return learn.dls.vocab
+    except AttributeError: pass                                             # a segmentation's codes are its mask transform's
+    codes = [t.codes for t in getattr(getattr(learn.dls.train, 'after_item', None), 'fs', []) if getattr(t, 'codes', None) is not None]
+    if codes: return list(codes[0])
+    n = y[0].numel() if y is not None and y.is_floating_point() else getattr(learn.dls, 'c', None) if y is None else None
+    if not n: raise ValueError("the learner's data has no vocab to name its classes by: give `codes` (e.g. `MaskBlock(codes)`) or set `dls.vocab`")
+    return ['output'] if n == 1 else [f'output {j}' for j in range(n)]
+
 def _class_of(target, vocab, n:int)->Tensor|None: # (n,) the class, or None for a per-item rule
     "The class a target rule names for every item (an index, or a class of `vocab` by name), or None for 'predicted' and 'actual'"
     if target is None or target == 'actual': return None
@@ -311,33 +352,42 @@ def _class_of(target, vocab, n:int)->Tensor|None: # (n,) the class, or None for 
     return torch.full((n,), target)
 
 # %% ../nbs/08_callback.ipynb #9d5c21f2
+def _what_to_map(task:str, actual, probs, fixed, target, thresh)->tuple: # (actual, predicted, each item's probability, map items, map classes)
+    "Which (item, class) pairs get a map, and each item's actual and predicted values, as the learner's task has them"
+    n = len(actual); its = torch.arange(n)
+    if task == 'multi-label':                                               # one-hot targets, sigmoid scores: a map per class wanted
+        predicted, actual = probs > thresh, actual.bool()
+        want = actual.clone() if target == 'actual' else actual | predicted if fixed is None else torch.zeros_like(actual)
+        if fixed is not None: want[its, fixed] = True
+        want[~want.any(1), probs[~want.any(1)].argmax(1)] = True               # no class: the most probable
+        return actual, predicted, probs, *want.nonzero().unbind(1)            # (item, class) pairs, by item
+    if task == 'segmentation':                                              # masks: the class's mean probability over its predicted pixels
+        predicted = probs.argmax(1); on = predicted == fixed[:, None, None]
+        return actual, predicted, (probs[its, fixed] * on).flatten(1).sum(1) / on.flatten(1).sum(1).clamp(min=1), its, fixed
+    if task == 'regression':                                                # the outputs themselves: the map of one of them
+        out = probs.view(n, -1)
+        return actual.view(n, -1), out, out, its, torch.zeros(n, dtype=torch.long) if fixed is None else fixed
+    predicted = probs.argmax(1)
+    return actual, predicted, probs.gather(1, predicted[:, None])[:, 0], its, actual if target == 'actual' else predicted if fixed is None else fixed
+
+# %% ../nbs/08_callback.ipynb #2d0806b2
 def _top_losses(learn, dl, top, opts:CamOpts)->TopLosses:
     "A `TopLosses` for the items of `dl` in `top` (idxs, losses, x, actual, probs): maps made with `opts`, decoded images"
     top = {k: _as_plain(v) for k, v in top.items()}
     x, probs, actual = top['x'], top['probs'], top['actual']
     others = [top[f'x_{i}'] for i in range(1, len(top)) if f'x_{i}' in top]   # the model's other inputs (`n_inp > 1`)
     inner = unwrap(learn.model)
-    model, _ = reading(inner, (x, *others))
+    model, _ = reading(inner, (x, *others), opts.output)
     used, why = pick_method(model, x, opts.method, opts.layer)
-    fixed = _class_of(opts.target, learn.dls.vocab, len(x))
-    if actual.ndim == 2:                                                    # multi-label: one-hot targets, sigmoid scores
-        predicted, actual = probs > getattr(learn.loss_func, 'thresh', 0.5), actual.bool()
-        want = actual.clone() if opts.target == 'actual' else actual | predicted if fixed is None else torch.zeros_like(actual)
-        if fixed is not None: want[torch.arange(len(x)), fixed] = True
-        want[~want.any(1), probs[~want.any(1)].argmax(1)] = True               # no class: the most probable
-        item, cls = want.nonzero().unbind(1)                                    # (item, class) pairs, by item
-        p_item = probs
-    else:
-        predicted = probs.argmax(1)
-        item, cls = torch.arange(len(x)), actual if opts.target == 'actual' else predicted if fixed is None else fixed
-        p_item = probs.gather(1, predicted[:, None])[:, 0]
+    task, v = _task(actual, hasattr(learn.loss_func, 'thresh')), _vocab(learn, actual)
+    actual, predicted, p_item, item, cls = _what_to_map(task, actual, probs, _class_of(opts.target, v, len(x)), opts.target, getattr(learn.loss_func, 'thresh', 0.5))
     sel = lambda o: o[item.to(o.device)]
     maps = class_maps(inner, (sel(x), *map(sel, others)) if others else sel(x), cls.to(x.device), opts=opts.replace(method=used, target=None)).detach().cpu()
     imgs = dl.decode((TensorImage(x),))[0]
     imgs = (imgs if imgs.max() > 1 else imgs * 255).round().clamp(0, 255).byte().cpu().as_subclass(Tensor)
     items = getattr(dl, 'items', None)
     return TopLosses(idxs=top['idxs'], items=[_item(items, int(i)) for i in top['idxs']], actual=actual, predicted=predicted, probs=p_item,
-                     losses=top['losses'], maps=maps, imgs=imgs, vocab=learn.dls.vocab, method=used.name, opts=opts.named(learn.model),
+                     losses=top['losses'], maps=maps, imgs=imgs, vocab=v, method=used.name, opts=opts.named(learn.model),
                      layer_name=layer_name(model, opts.layer, x), why=why, map_item=item, map_class=cls)
 
 # %% ../nbs/08_callback.ipynb #dadadbb9
@@ -397,13 +447,14 @@ def _show_items(learn, items, o:CamOpts, ncols, figsize, labels, **kwargs)->list
     if not len(items): raise ValueError("`items` is empty: give the files to show")
     dl = learn.dls.test_dl(list(items), num_workers=0)
     x = _as_plain(torch.cat([b[0] for b in dl]))
-    t = _class_of(o.target, learn.dls.vocab, len(x))
+    t = _class_of(o.target, _vocab(learn), len(x))
     used, why = pick_method(learn.model, x, o.method, o.layer)
     maps, logits = class_maps(learn.model, x, t, opts=o.replace(method=used, target=None), with_logits=True)
     probs = getattr(learn.loss_func, 'activation', noop)(logits.detach().cpu())
-    cls, v = probs.argmax(1) if t is None else t, class_names(learn.dls.vocab, labels)
+    cls, v = probs.argmax(1) if t is None else t, class_names(_vocab(learn), labels)
     imgs = dl.decode((TensorImage(x),))[0].cpu().as_subclass(Tensor)
-    axs = show_maps(maps.detach().cpu(), imgs, [f'{v[c]} / {probs[i, c]:.2f}' for i, c in enumerate(cls.tolist())], ncols=ncols,
+    pr = lambda i, c: probs[i, c][probs[i].argmax(0) == c].mean().nan_to_num() if probs.ndim == 4 else probs[i, c]   # segmentation: over its pixels
+    axs = show_maps(maps.detach().cpu(), imgs, [f'{v[c]} / {pr(i, c):.2f}' for i, c in enumerate(cls.tolist())], ncols=ncols,
                     figsize=figsize, relu=used.relu, **kwargs)
     axs[0].figure.suptitle(map_caption(used, layer_name(learn.model, o.layer, x), o, why))
     return axs
@@ -424,5 +475,5 @@ def predict_cam(self:Learner,
     res = self.predict(item)
     x = first(self.dls.test_dl([item], num_workers=0))[0]
     o = (opts or CamOpts()).given(method=method, layer=layer).replace(**kwargs)
-    t = _class_of(target, self.dls.vocab, 1)
+    t = _class_of(target, _vocab(self), 1)
     return (*res, class_maps(self.model, _as_plain(x), t, opts=o.replace(target=None))[0].detach().cpu())

@@ -16,7 +16,7 @@ import warnings, weakref
 from collections.abc import Mapping
 from .trace import (as_found, unwrap, as_batch, trace, get_layer, get_call, name_of, layer_name, body_and_head, cam_weights, layout_of,
                            Call, Trace, Layout, ChannelsFirst, ChannelsLast, Tokens, NoLayout, LayerCall, NotScores)
-from .methods import (KINDS, AUTO, METHODS, WEIGHTS, FORWARD, Method, Capture, capture, targets, register, unregister, get_method,
+from .methods import (KINDS, AUTO, METHODS, WEIGHTS, FORWARD, Method, Capture, capture, targets, target_rule, register, unregister, get_method,
                              check_method, load_plugins, weigh, first_component, layer_grads, cam_maps)
 _all_ = ['as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights', 'layer_name', 'cam_maps',
          'layer_grads', 'weigh', 'check_method', 'WEIGHTS', 'FORWARD', 'METHODS']   # what `from fastcam.cam import *` gave in fastcam 0.2
@@ -46,6 +46,7 @@ class CamOpts:
     fuse:str='mean' # how the maps of a list of layers become one: 'mean' or 'max' (`fuse_maps`)
     bf16:bool=False # a method's many forward passes in bfloat16 autocast, where it takes it (Score-CAM)
     params:dict=None # the method's own parameters, e.g. `{'bs': 16}` for Score-CAM
+    output:object=None # where the class scores are in what the model returns: None (a tensor, or a mapping's 'logits'), an index, a key, or a function of it
     def __post_init__(self): _check_opts(self)
     @property
     def auto(self)->bool: return self.method is AUTO                     # whether the method is for `pick_method` to choose
@@ -71,6 +72,8 @@ def _check_opts(o:CamOpts):
     for k in _FLAGS:
         if not isinstance(getattr(o, k), bool): raise TypeError(f"`{k}` must be True or False, not {getattr(o, k)!r}")
     if o.fuse not in _FUSE: raise ValueError(f"`fuse` must be 'mean' or 'max', not {o.fuse!r}")
+    if not (o.output is None or callable(o.output) or isinstance(o.output, (int, str)) and not isinstance(o.output, bool)):
+        raise TypeError(f"`output` must be None, an index, a key or a function of the model's output, not {o.output!r}")
     if o.params is not None and not isinstance(o.params, dict): raise TypeError(f"`params` must be a dict of the method's parameters, not {o.params!r}")
     ps = dict(o.params or {}) if o.auto else o.method.check(o.params, o.bf16)
     put('params', ps if o.auto else {k: v for k, v in ps.items() if v != o.method.params[k]})   # a parameter at its default is no option
@@ -89,6 +92,8 @@ def _layout_data(lay):
     fields = dataclasses.asdict(lay)
     return dict(name=lay.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}) if fields else lay.name
 
+def _output_data(o): return f'<function {o.__qualname__}>' if callable(o) else o   # a function as data: its name (which reads back as a key)
+
 def _layout_of_data(d):
     if not isinstance(d, dict): return d
     d = dict(d); kind = Layout.named(d.pop('name'))
@@ -99,7 +104,7 @@ def _layout_of_data(d):
 def text(self:CamOpts)->str: # e.g. 'eigen_smooth, fuse=max, bs=16'
     "The options that are not at their defaults, the method, layer and target aside: what captions and `index.csv` show"
     d = CamOpts()
-    parts = [k if v is True else f'{k}={v}' for k in ('layout', *_FLAGS, 'fuse') if (v := getattr(self, k)) != getattr(d, k)]
+    parts = [k if v is True else f'{k}={_output_data(v)}' for k in ('layout', *_FLAGS, 'fuse', 'output') if (v := getattr(self, k)) != getattr(d, k)]
     return ', '.join(parts + [f'{k}={v}' for k, v in self.params.items()])
 
 @patch
@@ -114,7 +119,7 @@ def to_dict(self:CamOpts, model:nn.Module=None)->dict:
     lay = self.layer
     return dict(method=self.method.name, layer=[_plain(l, model) for l in lay] if isinstance(lay, tuple) else _plain(lay, model),
                 target=list(self.target) if isinstance(self.target, tuple) else self.target, layout=_layout_data(self.layout),
-                **{k: getattr(self, k) for k in (*_FLAGS, 'fuse')}, params=dict(self.params))
+                **{k: getattr(self, k) for k in (*_FLAGS, 'fuse')}, params=dict(self.params), output=_output_data(self.output))
 
 @patch
 def named(self:CamOpts, model:nn.Module)->CamOpts:
@@ -142,6 +147,7 @@ def pick_method(model:nn.Module, # a classifier
     if callable(target): return get_method('gradcam'), 'the target is a function of the scores'
     if isinstance(layer, (list, tuple)): return get_method('gradcam'), 'the maps of several layers are fused'   # scaled alike: CAM's is Grad-CAM's
     t = trace(model, x)
+    if len(t.out) == 3: return get_method('gradcam'), 'the model gives score maps (segmentation)'
     if t.cam: return get_method('gradcam'), "the head can't give CAM"
     if layer is not None and get_call(model, layer, x) != (t.layer, t.call): return get_method('gradcam'), 'CAM is only at the layer the head pools'
     return get_method('cam'), 'the head is GAP → Linear'
@@ -189,7 +195,7 @@ def _aug_smoothed(model, f):
     "`f` averaged over augmented copies of the batch (`aug_smooth_maps`), each of the class of the original image"
     def g(x, t):
         with as_found(model), torch.no_grad(): logits = model(x)
-        t = t if callable(t) else targets(logits, t, weights=True)    # each image's class (or weights), the same in every copy
+        t = target_rule(logits, t)    # each image's class (or weights), the same in every copy
         return aug_smooth_maps(lambda xa: f(xa, t)[0], x), logits
     return g
 
@@ -220,7 +226,7 @@ def pick_output(out, # what the model returned
     what = (f"a {type(out).__name__} with keys {list(out)}" if isinstance(out, Mapping) else
             f"a {type(out).__name__} of {len(out)}: {', '.join(type(o).__name__ + (str(tuple(o.shape)) if isinstance(o, Tensor) else '') for o in out)}"
             if isinstance(out, (tuple, list)) else f"a {type(out).__name__}")
-    raise ValueError(f"the model returns {what}, not a tensor of class scores: pass `output=` where they are (an index, a key, or a function of the output)")
+    raise NotScores(f"the model returns {what}, not a tensor of class scores: pass `output=` where they are (an index, a key, or a function of the output)")
 
 # %% ../nbs/04_cam.ipynb #903bd83d
 _READINGS = weakref.WeakKeyDictionary()   # model: {output: its `_Reading`}, so that its trace is kept between calls
@@ -257,13 +263,12 @@ def class_maps(model:nn.Module, # a classifier (for 'cam': with a GAP → Linear
                layer=None, # None (what the head pools), an int into the body, a dotted name, a module, or a list of them (fused)
                with_logits:bool=False, # also return the model's outputs, from the same forward pass
                *, opts:CamOpts=None, # all the options as one object; the keywords given here override its fields
-               output=None, # where the class scores are in what the model returns, as `pick_output` takes it
-               **kwargs, # the other fields of `CamOpts`: `layout`, `eigen_smooth`, `aug_smooth`, `fuse`, `bf16`, `params`
+               **kwargs, # the other fields of `CamOpts`: `layout`, `eigen_smooth`, `aug_smooth`, `fuse`, `bf16`, `params`, `output`
               ): # (bs, h, w) maps, or (maps, logits (bs, classes)) with `with_logits`
     "One map per image of `x` (or of `x[0]`, the model's other inputs after it), for its `target` class, by `method` at `layer`"
     o = (opts or CamOpts()).given(method=method, layer=layer).replace(**kwargs)
     inner = unwrap(model)                                                   # kept alive for the call: a reading holds it weakly
-    model, x = reading(inner, x, output)
+    model, x = reading(inner, x, o.output)
     try: return _class_maps(model, x, target, o, with_logits)
     finally:
         if model is not inner: model.others = ()                           # the other inputs are not kept after the call
@@ -276,6 +281,7 @@ def _class_maps(model, x, target, o:CamOpts, with_logits:bool):
     f = _layer_maps(model, m, o, m.check(o.params, o.bf16))
     if o.aug_smooth: f = _aug_smoothed(model, f)
     maps, logits = f(xb, t)
+    maps, logits = maps.as_subclass(Tensor), logits.as_subclass(Tensor)   # plain tensors, whatever subclass the model's modules return (fastai's `TensorBase`)
     if not (ok := torch.isfinite(maps.flatten(1)).all(1)).all():
         why = "the model's scores are" if not torch.isfinite(logits[~ok]).all() else "its gradients or activations at the layer are"
         warnings.warn(f"fastcam: the maps of images {(~ok).nonzero().flatten().tolist()} have NaN or infinite values: {why} not finite for them", stacklevel=3)

@@ -60,6 +60,7 @@ def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled:
             bf16:bool=False, # a method's many forward passes (scorecam's, one per channel) in bfloat16, faster where the CPU computes it natively
             param:str=None, # the method's own parameters, NAME=VALUE joined by commas, e.g. bs=16 for scorecam (`fastcam methods` lists them)
             plugin:str=None, # modules (or .py files) that register methods of their own, joined by commas: imported first
+            output:str=None, # where the class scores are, for a model that returns a tuple or a dict: an index (0) or a key (logits)
            ):
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     opts = {('params' if k == 'param' else k): v for k, v in locals().items() if k not in _OWN}   # the options of the maps, as `CamOpts` names them

@@ -19,12 +19,16 @@ from filelock import FileLock
 from fastai.data.external import URLs, untar_data, fastai_path
 from fastai.data.transforms import get_image_files
 from fastai.vision.augment import Resize
-from fastai.vision.data import ImageDataLoaders
+from fastai.vision.data import ImageDataLoaders, SegmentationDataLoaders, ImageBlock
+from fastai.vision.core import PILMask
+from fastai.data.block import DataBlock, RegressionBlock
+from fastai.data.transforms import ColReader, RandomSplitter
+from fastai.data.core import DataLoaders
 from .files import write_atomic
 
 # %% auto #0
 __all__ = ['CAT_BREEDS', 'DOG_BREEDS', 'BOX_COLS', 'is_cat', 'pet_image', 'bundled_pets', 'url_reachable', 'pets_dls',
-           'pets_boxes', 'pets_masks']
+           'pets_boxes', 'pets_masks', 'pets_seg_dls', 'pets_size_dls']
 
 # %% ../nbs/06_data.ipynb #e22528f5
 CAT_BREEDS = ('Abyssinian Bengal Birman Bombay British_Shorthair Egyptian_Mau Maine_Coon Persian Ragdoll Russian_Blue '
@@ -204,11 +208,14 @@ def pets_dls(source:str='synthetic', # 'synthetic' (the bundled set, offline) or
                                            item_tfms=Resize(size), bs=bs, **kwargs)
 
 # %% ../nbs/06_data.ipynb #3c86127e
+def _files(dl)->L: # the image files of `dl`'s items: the items, or a table's first column
+    return L(list(dl.items.iloc[:, 0]) if hasattr(dl.items, 'iloc') else dl.items)
+
 def pets_boxes(dl, # a DataLoader over bundled-set images, e.g. `dls.valid`
                head:bool=False, # the head's box instead of the whole animal's
               )->torch.Tensor: # (n_items, 4) as x0, y0, x1, y1
     "The animal (or head) boxes of `dl`'s items, from the `boxes.csv` beside their folder"
-    items = L(dl.items)
+    items = _files(dl)
     csv = Path(items[0]).parent.parent/'boxes.csv'
     if not csv.exists(): raise ValueError(f"no boxes.csv beside {Path(items[0]).parent}: boxes exist for the bundled set only")
     df = pd.read_csv(csv).set_index('file')
@@ -219,7 +226,33 @@ def pets_boxes(dl, # a DataLoader over bundled-set images, e.g. `dls.valid`
 def pets_masks(dl, # a DataLoader over bundled-set images, e.g. `dls.valid`
               )->torch.Tensor: # (n_items, H, W) bool, True on the animal
     "The animal silhouettes of `dl`'s items, from the `masks/` folder beside their folder"
-    items = L(dl.items)
+    items = _files(dl)
     folder = Path(items[0]).parent.parent/'masks'
     if not folder.is_dir(): raise ValueError(f"no masks/ beside {Path(items[0]).parent}: masks exist for the bundled set only (`pets_dls()`)")
     return torch.stack([torch.from_numpy(np.asarray(Image.open(folder/Path(o).name)) > 127) for o in items])
+
+# %% ../nbs/06_data.ipynb #09c25caf
+def _animal_mask(f): return PILMask.create((np.asarray(Image.open(Path(f).parent.parent/'masks'/Path(f).name)) > 127).astype(np.uint8))
+
+def pets_seg_dls(size:int=64, # image side
+                 n:int=800, # how many images of the bundled set
+                 path=None, bs:int=32, seed:int=21, valid_pct:float=0.2, # as in `pets_dls`
+                 **kwargs)->DataLoaders:
+    "The bundled pets as a segmentation set: each pixel 'background' (0) or 'animal' (1), from the silhouettes"
+    root = bundled_pets(n, size, path)
+    files = L(root/'images'/f for f in _complete(root, n).file)
+    dls = SegmentationDataLoaders.from_label_func(root, files, _animal_mask, codes=['background', 'animal'], valid_pct=valid_pct,
+                                                  seed=seed, bs=bs, **kwargs)
+    dls.vocab = ['background', 'animal']
+    return dls
+
+def pets_size_dls(size:int=64, n:int=2000, path=None, bs:int=32, seed:int=21, valid_pct:float=0.2, # as in `pets_dls`
+                  **kwargs)->DataLoaders:
+    "The bundled pets as a regression set: the percentage of each image its animal covers, from its silhouette"
+    root = bundled_pets(n, size, path)
+    files = [root/'images'/f for f in _complete(root, n).file]
+    area = [100 * (np.asarray(Image.open(root/'masks'/f.name)) > 127).mean() for f in files]   # in percent: a loss on the scale of 1 trains
+    df = pd.DataFrame(dict(image=files, area=area))                         # the files first, as fastai's tables have them
+    block = DataBlock((ImageBlock, RegressionBlock), get_x=ColReader('image'), get_y=ColReader('area'),
+                      splitter=RandomSplitter(valid_pct, seed=seed))
+    return block.dataloaders(df, bs=bs, path=root, **kwargs)

@@ -18,8 +18,8 @@ from fastcore.script import CliError
 from fastprogress.fastprogress import progress_bar
 from fastai.data.transforms import image_extensions
 from fastai.learner import Learner, load_learner
-from .trace import get_layer, layer_name
-from .cam import CamOpts, class_maps, pick_method, map_caption
+from .trace import get_layer, layer_name, unwrap, NotScores
+from .cam import CamOpts, class_maps, pick_method, map_caption, reading
 from .vis import overlays
 from .files import write_atomic
 from .pages import html_gallery
@@ -191,25 +191,30 @@ def _target(target, vocab)->int|None:
     raise CliError(f"unknown --target {target!r}: use 'predicted', a class of {vocab} or its index")
 
 # %% ../nbs/10_explain.ipynb #42c982a3
+def _output(s): return int(s) if isinstance(s, str) and re.fullmatch(r'-?\d+', s) else s   # '0' an index, 'logits' a key
+
 def _options(learn, opts:CamOpts, kw:dict)->tuple: # (the options as used, as asked, why auto chose, the memory format)
     "Check the options against the learner, on a noise image: the method chosen, each map's class, and the memory format for the model"
-    kw = {**kw, **{k: f(kw[k]) for k, f in (('layer', _layer), ('params', _params)) if k in kw}}
+    kw = {**kw, **{k: f(kw[k]) for k, f in (('layer', _layer), ('params', _params), ('output', _output)) if k in kw}}
     target = kw.pop('target', None if opts is None else opts.target)
     try: asked = (opts or CamOpts()).replace(target=None, **kw)
     except (ValueError, TypeError) as e: raise CliError(str(e)) from None
     t = _target(target, [str(v) for v in learn.dls.vocab])
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     x = _inputs(learn, [noise])                                                     # a noise image as the model sees it: a misread layout shows on it
+    model = reading(unwrap(learn.model), x, asked.output)[0]                       # the model, its scores picked by `output`
     try:
-        for l in asked.layer if isinstance(asked.layer, tuple) else [asked.layer]: get_layer(learn.model, l, x)
+        for l in asked.layer if isinstance(asked.layer, tuple) else [asked.layer]: get_layer(model, l, x)
+    except NotScores as e: raise CliError(f'--output: {e}') from None
     except (ValueError, TypeError) as e: raise CliError(f'--layer: {e}') from None
-    m, why = pick_method(learn.model, x, asked.method, asked.layer)
+    m, why = pick_method(model, x, asked.method, asked.layer)
     try: o = asked.replace(method=m, target=t)                                      # its parameters and bf16 checked against the method
     except (ValueError, TypeError) as e: raise CliError(str(e)) from None
     try: ref = _explain_batch(learn, x, o)
     except (ValueError, TypeError) as e: raise CliError(f"--method {m.name}: {e}") from None
-    return o, asked, why, _fastest(learn, x, ref, o)
+    return o, asked, why, _fastest(learn, x, ref, o), layer_name(model, o.layer, x)
 
+# %% ../nbs/10_explain.ipynb #ab1229c8
 def _file_labels(vocab)->list: # one name per class
     "The classes of `vocab` as parts of file names: safe characters, and distinct, also where case is ignored"
     names = [re.sub(r'[^\w-]+', '_', str(v)).strip('_')[:60] or '_' for v in vocab]
@@ -277,7 +282,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
                   )->pd.DataFrame: # index.csv: one row per map, or per file that failed or was skipped
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     learn = learner if isinstance(learner, Learner) else _load(learner)
-    o, asked, why, fmt = _options(learn, opts, kwargs)
+    o, asked, why, fmt, lname = _options(learn, opts, kwargs)
     vocab, multi = [str(v) for v in learn.dls.vocab], _threshold(learn) is not None
     cols = dict(method=o.method.name, layer=o.layer_text(learn.model), target='predicted' if o.target is None else vocab[o.target], options=o.text())
     out = Path(out); files, rows = _find(images, out)
@@ -288,7 +293,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
         n, ok = idx.drop_duplicates('file').status.value_counts(), [f for f, r in new.items() if r[0]['status'] == 'ok']
         line = (f"{len(ok)} explained{f' ({sum(len(new[f]) for f in ok)} maps)' if multi else ''}, {len(files) - len(todo)} kept from an "
                 f"earlier run, {n.get('failed', 0)} failed, {n.get('skipped', 0)} skipped; "
-                f"{map_caption(o.method, layer_name(learn.model, o.layer), asked, why)}")
+                f"{map_caption(o.method, lname, asked, why)}")
         _gallery(out, idx, line, multi)
         print(f"{line}: see {out/'index.csv'} and {out/'index.html'}")
     return idx

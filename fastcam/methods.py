@@ -20,9 +20,9 @@ from .hooks import GraphCut
 from .trace import as_found, unwrap, as_batch, trace, get_layer, get_call, call_name, name_of, layout_of, cam_weights, Layout, LayerCall
 
 # %% auto #0
-__all__ = ['KINDS', 'AUTO', 'METHODS', 'WEIGHTS', 'FORWARD', 'targets', 'target_scores', 'rest_target', 'scored_by_class',
-           'Capture', 'capture', 'Method', 'register', 'unregister', 'get_method', 'check_method', 'load_plugins',
-           'first_component', 'weigh', 'cam_maps', 'layer_grads', 'finer_score']
+__all__ = ['KINDS', 'AUTO', 'METHODS', 'WEIGHTS', 'FORWARD', 'targets', 'target_scores', 'rest_target', 'seg_target',
+           'target_rule', 'scored_by_class', 'Capture', 'capture', 'Method', 'register', 'unregister', 'get_method',
+           'check_method', 'load_plugins', 'first_component', 'weigh', 'cam_maps', 'layer_grads', 'finer_score']
 
 # %% ../nbs/02_methods.ipynb #89137f81
 def targets(out:Tensor, # the model's scores (bs, classes)
@@ -30,7 +30,8 @@ def targets(out:Tensor, # the model's scores (bs, classes)
             weights:bool=False, # accept class weights: (classes,) for every image or (bs, classes), each image's score Σ w·scores
            )->Tensor: # (bs,) one class per image, or (bs, classes) class weights
     "One class per image of `out` (the predicted one when `target` is None), or with `weights` one row of class weights per image"
-    if out.ndim != 2: raise ValueError(f"the model's output has shape {tuple(out.shape)}; a map needs scores of shape (bs, classes)")
+    if out.ndim != 2: raise ValueError(f"the model's output has shape {tuple(out.shape)}; a map needs scores of shape (bs, classes)"
+                                       + (_SEG if out.ndim == 4 else ''))
     bs, nc = out.shape
     if target is None: return out.argmax(1)
     t = torch.as_tensor(target, device=out.device)
@@ -65,6 +66,33 @@ def rest_target(target=None, # as in `targets`: None (each image's predicted cla
         t = targets(out, target)
         return out.gather(1, t[:, None])[:, 0] - F.cross_entropy(out, t, reduction='none')
     return rest
+
+# %% ../nbs/02_methods.ipynb #fbdf8074
+_SEG = (", or, from score maps (bs, classes, H, W) as a segmentation model gives, a class (its score over the pixels predicted as it, "
+        "SEG-Grad-CAM) or `seg_target(c, mask)`")
+
+def seg_target(cls, # the class: an int for every image, or one per image
+               mask=None, # the pixels to sum its score over: None (those predicted as `cls`), or a boolean mask (H, W) or (bs, H, W)
+              )->Callable: # a function of the score maps (bs, classes, H, W) giving one score per image (bs,)
+    "SEG-Grad-CAM's target: each image's score of class `cls` summed over the pixels of `mask`"
+    if cls is None or callable(cls): raise ValueError("`seg_target` needs a class: an int, or one per image")
+    def seg(out:Tensor)->Tensor:
+        if out.ndim != 4: raise ValueError(f"`seg_target` is for score maps (bs, classes, H, W), as a segmentation model gives, not {tuple(out.shape)}")
+        t = targets(out[:, :, 0, 0], cls)                                  # bs: each image's class, checked against the classes
+        s = out[torch.arange(len(out)), t]                                 # bs×H×W: its score at each pixel
+        m = (out.argmax(1) == t[:, None, None]) if mask is None else torch.as_tensor(mask, device=out.device)
+        if m.dtype != torch.bool or m.shape not in (s.shape[1:], s.shape):
+            raise ValueError(f"`mask` must be a boolean mask of {tuple(s.shape[1:])} or {tuple(s.shape)}, not {m.dtype} {tuple(m.shape)}")
+        return (s * m).flatten(1).sum(1)
+    return seg
+
+def target_rule(out:Tensor, # the model's output for the batch: scores (bs, classes) or score maps (bs, classes, H, W)
+                target=None, # as `class_maps` takes it: None, a class, one per image, class weights, or a function of the output
+               ): # what `target_scores` takes: classes (bs,), class weights (bs, classes), or a function
+    "What each image is scored by in a pass: `target` if a function, from score maps `seg_target(target)`, else `targets(out, target, weights=True)`"
+    if callable(target): return target
+    if out.ndim == 4 and target is not None: return seg_target(target)
+    return targets(out, target, weights=True)
 
 def scored_by_class(c, label:str):
     "An error where `c.target` is a function: `label` scores passes of its own (or reads the head's weights), which a class or class weights can do"
@@ -122,7 +150,7 @@ def capture(model:nn.Module, # any classifier
         if gone := [s for s in sites if s not in cut.at]: raise ValueError(f"`layer` {call_name(model, *gone[0], x)!r} did not run in the forward pass of {type(model).__name__}")
         raws = [cut.at[s] for s in sites]
         lays = [layout_of(model, m, r, x, layout, i) for (m, i), r in zip(sites, raws)]
-        t = target if callable(target) else targets(out, target, weights=True)
+        t = target_rule(out, target)
         gs = torch.autograd.grad(target_scores(out, t).sum(), raws, allow_unused=True, create_graph=hvp) if grads else [None] * len(sites)
         hs = [_hvp(g, r) for g, r in zip(gs, raws)] if grads and hvp else [None] * len(sites)
     if grads and (none := [s for s, g in zip(sites, gs) if g is None]): raise ValueError(f"`layer` {call_name(model, *none[0], x)!r} does not lead to the model's output")

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn, Tensor
 from .trace import as_found, as_batch
-from .methods import Capture, capture, register, weigh, first_component, targets, target_scores, scored_by_class
+from .methods import Capture, capture, register, weigh, first_component, targets, target_rule, target_scores, scored_by_class
 
 # %% auto #0
 __all__ = ['guided_grads']
@@ -204,7 +204,7 @@ def guided_grads(model:nn.Module, # a ReLU network
         with _Guided() as g: out = model(x)
         if g.others: raise ValueError(f"guided backpropagation is defined for ReLU networks, and {type(model).__name__} also ran {', '.join(sorted(g.others))}: use Grad-CAM")
         if not g.relus: raise ValueError(f"guided backpropagation changes the backward pass of ReLUs, and no ReLU ran in {type(model).__name__}: use Grad-CAM")
-        t = target if callable(target) else targets(out, target, weights=True)
+        t = target_rule(out, target)
         return torch.autograd.grad(target_scores(out, t).sum(), x)[0]
 
 # %% ../nbs/03_passes.ipynb #be69305b

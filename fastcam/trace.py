@@ -300,6 +300,8 @@ class Trace:
     call:int=0 # which call of `layer` the head pools, counted from 0, where the module runs more than once
     runs:dict=None # how many times each module ran in the pass
     unseen:str='' # why the default layer's output is not what the head pools (a function ran on it first), or ''
+    out:tuple=() # the model's output for one image: (classes,), or score maps (classes, H, W) as a segmentation model gives
+    sizes:tuple=() # for each feature map size (h, w), smallest first, the least nested module of that size that ran last: (name, (h, w))
 
 def _blind(calls, out, layouts)->set:
     "The calls whose feature map's gradient from the predicted score is zero everywhere (one backward pass)"
@@ -369,11 +371,32 @@ def _analyse(model, calls, out, x)->Trace:
     layouts = {**{m: lays[c] for m, c in last.items() if c in lays}, **{(c.module, nth[c]): l for c, l in lays.items()}}
     blinds = {c.module for c in blind if last[c.module] is c} | {(c.module, nth[c]) for c in blind}
     runs = Counter(c.module for c in calls if c.module is not model)    # not the model: the cache holds it weakly
-    return Trace(at.module, groups, head, chain[1:], tuple(fmap.shape[1:]), why and unseen or why, layouts, blinds, avgs, nth[at], dict(runs), unseen)
+    return Trace(at.module, groups, head, chain[1:], tuple(fmap.shape[1:]), why and unseen or why, layouts, blinds, avgs, nth[at], dict(runs), unseen,
+                 tuple(out.shape[1:]), _by_size(model, calls, lays, out))
 
 _UNSEEN = ("no module outputs the feature map the head pools: a function (such as `F.relu`) runs on the output of {!r} before "
            "the pooling, so maps at the default layer are of that function's input. Make the function a module (`nn.ReLU()`) to map what the head pools")
 _TRACES = weakref.WeakKeyDictionary()   # model: ((its modules, the input's shape), Trace)
+
+# %% ../nbs/01_trace.ipynb #3cc529b3
+def _by_size(model, calls, lays, out)->tuple: # e.g. (('layers.3', (8, 8)), ('layers.4', (16, 16)))
+    "For each feature map size, smallest first, the module of that size that ran last among the least nested: a segmentation model's bottleneck and decoder blocks"
+    maps = {c: lays[c].to_map(c.kept) for c in calls if lays.get(c) and c.module is not model}
+    size = {c: tuple(m.shape[-2:]) for c, m in maps.items() if out.ndim != 4 or m.shape[1] != out.shape[1]}   # not the score maps themselves
+    names = {c: name_of(model, c.module) for c in size}
+    best = {}
+    for c in sorted(size, key=lambda c: c.start):
+        b = best.get(size[c])
+        if b is None or names[c].count('.') <= names[b].count('.'): best[size[c]] = c
+    return tuple((names[c], s) for s, c in sorted(best.items(), key=lambda o: o[0][0] * o[0][1]))
+
+def _default_layer(model, t:Trace)->nn.Module:
+    "The layer the head pools; a segmentation model has no such head, so it must be named"
+    if len(t.out) != 3: return t.layer
+    eg = ', '.join(f"{n!r} ({h}×{w})" for n, (h, w) in t.sizes[:3])
+    raise ValueError(f"this model gives score maps {t.out} (a segmentation model), so no head pools a layer for `layer` to default to: "
+                     f"name it, e.g. {eg}")
+
 
 # %% ../nbs/01_trace.ipynb #05957df6
 def _zeros(p, n:int)->Tensor: # (1, n, 64, 64) on the device, in the float type, of parameter `p`
@@ -452,7 +475,7 @@ def get_layer(model:nn.Module, # any classifier
         close = difflib.get_close_matches(layer, names, n=3)
         hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"names look like {names[0]!r} or {names[-1]!r}"
         raise ValueError(f"unknown `layer` name {layer!r}: {hint}")
-    if layer is None: return trace(model, x).layer
+    if layer is None: return _default_layer(model, trace(model, x))
     if isinstance(layer, int) and not isinstance(layer, bool):
         groups = trace(model, x).groups
         if not -len(groups) <= layer < len(groups): raise ValueError(f"`layer` {layer} is out of range: the body has {len(groups)} groups")

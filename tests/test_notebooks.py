@@ -6,7 +6,7 @@ import pytest
 
 root = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((root/'nbs').glob('[!_.]*.ipynb')) + sorted((root/'nbs'/'course').glob('[!_.]*.ipynb'))
-SHOW_MAPS = {'index', '05_vis', '06_data', '08_callback', '09_metrics', '10_explain', '11_text', '01_cam_and_hooks', '02_questionnaire', '03_keepdim', '04_text_cam', '05_what_maps_are_for'}
+SHOW_MAPS = {'index', '05_vis', '06_data', '08_callback', '09_metrics', '10_explain', '11_text', '01_cam_and_hooks', '02_questionnaire', '03_keepdim', '04_text_cam', '05_what_maps_are_for', '06_other_targets'}
 SHOW_HTML = {'10_explain', '04_text_cam'}      # tables, and the words of a text highlighted by their maps
 
 def outputs(fn): return [(c, o) for c in json.loads(fn.read_text())['cells'] if c['cell_type'] == 'code' for o in c['outputs']]
@@ -56,13 +56,19 @@ def test_outputs_are_clean(fn):
         assert not BARE_EPOCH.search(t), f"{where}: fastai's epoch log as bare lists: show it as a table (not `no_bar`)"
         assert not LONG_FLOAT.search(t), f'{where}: an unrounded float: {LONG_FLOAT.search(t)[0]!r}'
 
+DICE_LINE = re.compile(r'\bDice (\d\.\d+)')                                  # a segmentation model's
+RMSE_LINE = re.compile(r'\bRMSE (\d+(?:\.\d+)?)\b.*\bstandard deviation (\d+(?:\.\d+)?)')   # a regression model's, beside the labels'
+
 @pytest.mark.parametrize('fn', [f for f in NOTEBOOKS if f.stem in MODEL_MAPS], ids=lambda f: f.stem)
 def test_maps_come_from_a_model_that_learned(fn):
-    "A notebook that shows maps prints its model's error, and it is at most 3 % unless the line says the model is weak on purpose"
-    lines = [l for c, o in outputs(fn) for l in text_of(o).splitlines() if ERROR_LINE.search(l)]
+    "A notebook that shows maps prints its model's error: at most 3 % (a Dice of at least 0.8; an RMSE at most a third of the labels' standard deviation) unless the line says the model is weak on purpose"
+    lines = [l for c, o in outputs(fn) for l in text_of(o).splitlines() if ERROR_LINE.search(l) or DICE_LINE.search(l) or RMSE_LINE.search(l)]
     assert lines, f'{fn.name} shows maps but prints no error rate of its model'
     for l in lines:
-        if not re.search(r'untrained|on purpose|random weights', l): assert float(ERROR_LINE.search(l)[1]) <= 3, f'{fn.name}: {l!r}'
+        if re.search(r'untrained|on purpose|random weights', l): continue
+        if m := ERROR_LINE.search(l): assert float(m[1]) <= 3, f'{fn.name}: {l!r}'
+        if m := DICE_LINE.search(l): assert float(m[1]) >= 0.8, f'{fn.name}: {l!r}'
+        if m := RMSE_LINE.search(l): assert float(m[1]) <= float(m[2]) / 3, f'{fn.name}: {l!r}'
 
 @pytest.mark.parametrize('fn', [f for f in NOTEBOOKS if f.stem in COURSE], ids=lambda f: f.stem)
 def test_course_figures_are_read(fn):
