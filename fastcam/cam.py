@@ -147,7 +147,7 @@ def pick_method(model:nn.Module, # a classifier
     if callable(target): return get_method('gradcam'), 'the target is a function of the scores'
     if isinstance(layer, (list, tuple)): return get_method('gradcam'), 'the maps of several layers are fused'   # scaled alike: CAM's is Grad-CAM's
     t = trace(model, x)
-    if len(t.out) == 3: return get_method('gradcam'), 'the model gives score maps (segmentation)'
+    if len(t.out) == 3: return get_method('gradcam'), 'a segmentation model gives score maps'
     if t.cam: return get_method('gradcam'), "the head can't give CAM"
     if layer is not None and get_call(model, layer, x) != (t.layer, t.call): return get_method('gradcam'), 'CAM is only at the layer the head pools'
     return get_method('cam'), 'the head is GAP → Linear'
