@@ -207,3 +207,31 @@ def test_vit_through_fastai(dls):
     ref = class_maps(model, x4, None, 'legrad')
     torch.testing.assert_close(saved, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
     assert n_hooks(model) == 0
+
+@pytest.mark.parametrize('name', ['fcn_resnet50', 'deeplabv3_mobilenet_v3_large'])
+def test_torchvision_segmentation(name):
+    "torchvision's FCN and DeepLab: a dict of score maps, read by `output='out'`; no default layer but a clear error; SEG-Grad-CAM == by hand"
+    from torchvision.models import segmentation as tvs
+    from fastcam.methods import seg_target, get_method
+    torch.manual_seed(0)
+    model = getattr(tvs, name)(weights=None, weights_backbone=None, num_classes=3, aux_loss=False).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with pytest.raises(ValueError, match=r"the model returns a OrderedDict with keys \['out'\], not a tensor of class scores: pass `output=`"):
+        class_maps(model, x, 1, layer='backbone')
+    with pytest.raises(ValueError, match=r"this model gives score maps \(3, 64, 64\) \(a segmentation model\), so no head pools a layer"):
+        class_maps(model, x, 1, output='out')
+    layer = 'backbone.layer4' if name.startswith('fcn') else 'backbone.16'
+    for target in (1, seg_target(2, torch.rand(64, 64, generator=torch.Generator().manual_seed(1)) > .5)):
+        kept = []
+        h = model.get_submodule(layer).register_forward_hook(lambda m, i, o: kept.append(o))
+        try:
+            out = model(x)['out']                                                # 2×3×64×64
+            score = seg_target(target)(out) if not callable(target) else target(out)
+            g, = torch.autograd.grad(score.sum(), kept[-1])
+        finally: h.remove()
+        hand = torch.einsum('bk,bkij->bij', g.mean((2, 3)), kept[-1]).detach()
+        ours = class_maps(model, x, target, layer=layer, output='out')
+        torch.testing.assert_close(ours, hand, rtol=1e-4, atol=1e-5 * hand.abs().max().item())
+    from fastcam.cam import reading
+    assert pick_method(reading(model, x, 'out')[0], x, 'auto', layer, 1) == (get_method('gradcam'), 'a segmentation model gives score maps')
+    assert n_hooks(model) == 0
