@@ -97,7 +97,8 @@ def titles(self:TopLosses, labels=None)->list:
     "One per map: 'predicted/actual / loss / probability' as `plot_top_losses` writes them; multi-label 'Image i: class probability (right/wrong/missed)'"
     v, its, cls = class_names(self.vocab, labels), self.map_item.tolist(), self.map_class.tolist()
     if self.task == 'segmentation':
-        return [f'{v[c]} IoU {self.iou()[i]:.2f} / {self.losses[i]:.2f} / {self.probs[i]:.2f}' for i, c in zip(its, cls)]
+        iou = self.iou().tolist()
+        return [f'{v[c]} IoU {iou[i]:.2f} / {self.losses[i]:.2f} / {self.probs[i]:.2f}' for i, c in zip(its, cls)]
     if self.task == 'regression':
         return [f'{v[c]} {self.predicted[i, c]:.2f}/{self.actual[i, c]:.2f} / {self.losses[i]:.2f}' for i, c in zip(its, cls)]
     if not self.multi_label:
@@ -352,6 +353,11 @@ def _class_of(target, vocab, n:int)->Tensor|None: # (n,) the class, or None for 
     return torch.full((n,), target)
 
 # %% ../nbs/08_callback.ipynb #9d5c21f2
+def _pixel_probs(probs:Tensor, cls:Tensor)->Tensor: # (n,)
+    "Segmentation: each item's mean probability of its class `cls` over the pixels predicted as it (0 where there are none)"
+    on = probs.argmax(1) == cls[:, None, None]                                # n×H×W
+    return (probs[torch.arange(len(probs)), cls] * on).flatten(1).sum(1) / on.flatten(1).sum(1).clamp(min=1)
+
 def _what_to_map(task:str, actual, probs, fixed, target, thresh)->tuple: # (actual, predicted, each item's probability, map items, map classes)
     "Which (item, class) pairs get a map, and each item's actual and predicted values, as the learner's task has them"
     n = len(actual); its = torch.arange(n)
@@ -362,8 +368,7 @@ def _what_to_map(task:str, actual, probs, fixed, target, thresh)->tuple: # (actu
         want[~want.any(1), probs[~want.any(1)].argmax(1)] = True               # no class: the most probable
         return actual, predicted, probs, *want.nonzero().unbind(1)            # (item, class) pairs, by item
     if task == 'segmentation':                                              # masks: the class's mean probability over its predicted pixels
-        predicted = probs.argmax(1); on = predicted == fixed[:, None, None]
-        return actual, predicted, (probs[its, fixed] * on).flatten(1).sum(1) / on.flatten(1).sum(1).clamp(min=1), its, fixed
+        return actual, probs.argmax(1), _pixel_probs(probs, fixed), its, fixed
     if task == 'regression':                                                # the outputs themselves: the map of one of them
         out = probs.view(n, -1)
         return actual.view(n, -1), out, out, its, torch.zeros(n, dtype=torch.long) if fixed is None else fixed
@@ -453,8 +458,8 @@ def _show_items(learn, items, o:CamOpts, ncols, figsize, labels, **kwargs)->list
     probs = getattr(learn.loss_func, 'activation', noop)(logits.detach().cpu())
     cls, v = probs.argmax(1) if t is None else t, class_names(_vocab(learn), labels)
     imgs = dl.decode((TensorImage(x),))[0].cpu().as_subclass(Tensor)
-    pr = lambda i, c: probs[i, c][probs[i].argmax(0) == c].mean().nan_to_num() if probs.ndim == 4 else probs[i, c]   # segmentation: over its pixels
-    axs = show_maps(maps.detach().cpu(), imgs, [f'{v[c]} / {pr(i, c):.2f}' for i, c in enumerate(cls.tolist())], ncols=ncols,
+    p = _pixel_probs(probs, cls) if probs.ndim == 4 else probs.gather(1, cls[:, None])[:, 0]   # segmentation: over the class's pixels
+    axs = show_maps(maps.detach().cpu(), imgs, [f'{v[c]} / {p[i]:.2f}' for i, c in enumerate(cls.tolist())], ncols=ncols,
                     figsize=figsize, relu=used.relu, **kwargs)
     axs[0].figure.suptitle(map_caption(used, layer_name(learn.model, o.layer, x), o, why))
     return axs

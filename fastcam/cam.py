@@ -16,7 +16,7 @@ import warnings, weakref
 from collections.abc import Mapping
 from .trace import (as_found, unwrap, as_batch, trace, get_layer, get_call, name_of, layer_name, body_and_head, cam_weights, layout_of,
                            Call, Trace, Layout, ChannelsFirst, ChannelsLast, Tokens, NoLayout, LayerCall, NotScores)
-from .methods import (KINDS, AUTO, METHODS, WEIGHTS, FORWARD, Method, Capture, capture, targets, target_rule, register, unregister, get_method,
+from .methods import (KINDS, AUTO, METHODS, WEIGHTS, FORWARD, Method, Capture, capture, target_rule, register, unregister, get_method,
                              check_method, load_plugins, weigh, first_component, layer_grads, cam_maps)
 _all_ = ['as_found', 'unwrap', 'Call', 'Trace', 'trace', 'get_layer', 'body_and_head', 'cam_weights', 'layer_name', 'cam_maps',
          'layer_grads', 'weigh', 'check_method', 'WEIGHTS', 'FORWARD', 'METHODS']   # what `from fastcam.cam import *` gave in fastcam 0.2

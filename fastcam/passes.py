@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn, Tensor
 from .trace import as_found, as_batch
-from .methods import Capture, capture, register, weigh, first_component, targets, target_rule, target_scores, scored_by_class
+from .methods import Capture, capture, register, weigh, first_component, target_rule, target_scores, scored_by_class
 
 # %% auto #0
 __all__ = ['guided_grads']
