@@ -16,6 +16,10 @@ VARIANTS = {  # name: (what it changes, pets_dls kwargs, cam_learner kwargs, fin
     'fe2': ("3 epochs from scratch instead of 5 (freeze_epochs=2)", {}, {}, dict(freeze_epochs=2)),
     'shallow': ("the body to layer2 (min_map=12: a 12x12 map), batch 16, 3 epochs", dict(bs=16), dict(min_map=12), dict(freeze_epochs=2)),
     'px64': ("64 px images, 5 epochs", dict(size=64), {}, {}),
+    'fe2bs16': ("batch 16, 3 epochs", dict(bs=16), {}, dict(freeze_epochs=2)),
+    'px80': ("80 px images, batch 16, 3 epochs", dict(size=80, bs=16), {}, dict(freeze_epochs=2)),
+    'n1200': ("1200 images (960 to train), batch 16, 3 epochs", dict(n=1200, bs=16), {}, dict(freeze_epochs=2)),
+    'lr': ("batch 16, 3 epochs at twice the learning rate", dict(bs=16), {}, dict(freeze_epochs=2, base_lr=4e-3)),
 }
 
 def cpu():
