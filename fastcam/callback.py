@@ -258,12 +258,7 @@ def _check_opts(cb:TopLossCAM, learn, dl):
     if not len(dl): return
     b = _peek(dl); n = getattr(dl, 'n_inp', 1)
     xs, yb = b[:n], b[n]                                             # wrong targets, layer or head: say so before the pass
-    task, v = _task(yb, hasattr(learn.loss_func, 'thresh')), _vocab(learn, yb)
-    t = _class_of(cb.opts.target, v, 1)                              # a class that is not in the vocab: said now too
-    if task == 'segmentation' and t is None: raise ValueError(
-        f"`target` {cb.target!r}: a segmentation learner's map is of one class over the pixels predicted as it: give a class of {list(map(str, v))}, by name or index")
-    if task == 'regression' and (cb.opts.target == 'actual' or t is None and len(v) > 1): raise ValueError(
-        f"`target` {cb.target!r}: a regression learner's map is of one of its {len(v)} outputs: give its index (0 to {len(v) - 1})")
+    t = _task_target(learn, yb[:1], cb.opts.target)                   # a class that is not in the vocab: said now too
     x = tuple(_as_plain(o)[:1] for o in xs)                          # the images, and the model's other inputs (`n_inp > 1`)
     with _rng_kept(): class_maps(learn.model, x if len(x) > 1 else x[0], t, opts=cb.opts.replace(target=None))   # the maps of one image, thrown away
 
@@ -349,8 +344,25 @@ def _class_of(target, vocab, n:int)->Tensor|None: # (n,) the class, or None for 
         if target not in names: raise ValueError(f"`target` {target!r} is not a class of {names}: use None ('predicted'), 'actual', or a class")
         target = names.index(target)
     if not isinstance(target, int) or not 0 <= target < len(names):
-        raise ValueError(f"`target` {target!r} for `TopLossCAM`: use None ('predicted'), 'actual', or a class of {names} (by name or index)")
+        raise ValueError(f"`target` {target!r}: use None ('predicted'), 'actual', or a class of {names} (by name or index)")
     return torch.full((n,), target)
+
+# %% ../nbs/08_callback.ipynb #31a54ea5
+def _task_target(learn, y:Tensor, # a `Learner`, and the targets of the items to map (one per item)
+                target=None, # None (`default`), 'predicted', 'actual', or a class of the learner's vocab, by name or index
+                default:str='predicted', # what None means for a classifier: 'predicted' or 'actual'
+               ): # what `class_maps` takes: None (the predicted class), `y` (the actual ones) or one class per item
+    "The maps' target for items labelled `y`, as the learner's task has it: segmentation needs a class, regression maps its output"
+    task, v, rule = _task(y, hasattr(learn.loss_func, 'thresh')), _vocab(learn, y), ifnone(target, default)
+    t = _class_of(target, v, len(y))
+    if task == 'segmentation' and t is None: raise ValueError(
+        f"`target` {rule!r}: a segmentation learner's map is of one class over the pixels predicted as it: give a class of {list(map(str, v))}, by name or index")
+    if task == 'regression' and t is None:
+        if len(v) > 1: raise ValueError(
+            f"`target` {rule!r}: a regression learner's map is of one of its {len(v)} outputs: give its index (0 to {len(v) - 1})")
+        if target == 'actual': raise ValueError("`target` 'actual': a regression learner's map is of its output, not of a class: leave `target` None")
+        return torch.zeros(len(y), dtype=torch.long)                           # the one output
+    return t if t is not None else y if rule == 'actual' else None
 
 # %% ../nbs/08_callback.ipynb #9d5c21f2
 def _pixel_probs(probs:Tensor, cls:Tensor)->Tensor: # (n,)

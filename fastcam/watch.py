@@ -8,16 +8,18 @@ Docs: https://fastcam.github.io/fastcam/watch.html.md"""
 from __future__ import annotations
 import torch, matplotlib.pyplot as plt
 from torch import Tensor
-from fastcore.basics import store_attr, patch
+from fastcore.basics import store_attr, patch, ifnone
+from fastcore.meta import delegates
 from fastai.callback.core import Callback
 from fastai.learner import Metric, Recorder
 from fastai.torch_core import to_device
 from .methods import get_method
-from .cam import class_maps, pick_method, reading
+from .cam import CamOpts, class_maps, pick_method, reading
 from .trace import unwrap
 from .vis import show_map
 from .metrics import pointing_game
 from .data import pets_boxes
+from .callback import _task_target, _vocab
 
 # %% auto #0
 __all__ = ['PointingGame', 'WatchCAM']
@@ -25,18 +27,25 @@ __all__ = ['PointingGame', 'WatchCAM']
 # %% ../nbs/20_watch.ipynb #38dd1ca5
 class PointingGame(Metric):
     "The share of the first `n` validation images whose map of their actual class peaks inside the animal's box, as a column of the epoch table"
+    @delegates(CamOpts, but=['method', 'layer', 'target'])
     def __init__(self, n:int=32, # the first `n` validation images (the validation set is not shuffled: the same ones every epoch)
-                 method='auto', layer=None, # as in `class_maps`
+                 method=None, layer=None, # as in `class_maps`
                  head:bool=False, # the head's box instead of the whole animal's
+                 target=None, # None or 'actual' (each image's class), 'predicted', or a class by name or index (segmentation: needed)
+                 *, opts:CamOpts=None, # all the options of the maps as one object; the keywords given here override its fields
+                 **kwargs, # the other fields of `CamOpts`: `output`, `eigen_smooth`, `aug_smooth`, `fuse`, `layout`, ...
                 ):
-        store_attr(); self.reset(); self._boxes = (None, None)
+        self.n, self.head, self.target = n, head, target
+        self.opts = (opts or CamOpts()).given(method=method, layer=layer).replace(target=None, **kwargs)
+        self.reset(); self._boxes = (None, None)
     def reset(self): self.hits, self.count, self.seen = 0, 0, 0
     def accumulate(self, learn):
         if learn.training or self.seen >= self.n: return
         xs, y = [o.as_subclass(Tensor) for o in learn.xb], learn.yb[0].as_subclass(Tensor)   # the images, and any other inputs
         if self._boxes[0] is not learn.dl: self._boxes = (learn.dl, pets_boxes(learn.dl, self.head))   # read once per `DataLoader`
         x, take = xs[0], min(len(xs[0]), self.n - self.seen)
-        maps = class_maps(learn.model, tuple(o[:take] for o in xs) if len(xs) > 1 else x[:take], y[:take], self.method, self.layer)
+        t = _task_target(learn, y[:take], self.target, 'actual')           # the class as the learner's task has it
+        maps = class_maps(learn.model, tuple(o[:take] for o in xs) if len(xs) > 1 else x[:take], t, opts=self.opts)
         self.hits += pointing_game(maps, self._boxes[1][self.seen:self.seen + take], tuple(x.shape[-2:])).sum().item()
         self.count, self.seen = self.count + take, self.seen + len(x)
     @property
@@ -46,13 +55,18 @@ class PointingGame(Metric):
 class WatchCAM(Callback):
     "Follow `n` validation images through training: their maps before it and after every `every` epochs, shown as snapshots × images"
     order = Recorder.order + 2                                              # after the epoch's record, and TensorBoard's and W&B's callbacks
+    @delegates(CamOpts, but=['method', 'layer', 'target'])
     def __init__(self, n:int=4, # the first `n` validation images...
                  idxs:list=None, # ...or these of them
-                 method='auto', layer=None, # as in `class_maps`
-                 target=None, # None: each image's actual class; else as in `class_maps`
+                 method=None, layer=None, # as in `class_maps`
+                 target=None, # None or 'actual' (each image's class), 'predicted', or a class by name or index (segmentation: needed)
                  every:int=1, # a snapshot every `every` epochs (and after the last)
+                 *, opts:CamOpts=None, # all the options of the maps as one object; the keywords given here override its fields
+                 **kwargs, # the other fields of `CamOpts`: `output`, `eigen_smooth`, `aug_smooth`, `fuse`, `layout`, ...
                 ):
-        store_attr(); self.maps, self.epochs = [], []
+        self.n, self.idxs, self.every, self.target = n, idxs, every, target
+        self.opts = (opts or CamOpts()).given(method=method, layer=layer).replace(target=None, **kwargs)
+        self.maps, self.epochs = [], []
     def before_fit(self):
         self.run = not hasattr(self.learn, 'lr_finder') and not hasattr(self.learn, 'gather_preds')
         if not self.run: return
@@ -63,20 +77,28 @@ class WatchCAM(Callback):
         self.others = tuple(o.as_subclass(Tensor) for o in b[1:dl.n_inp])      # the model's other inputs, where it takes several
         self.imgs = dl.decode((b[0],))[0]
         self.maps, self.epochs = [], []
-        model, _ = reading(unwrap(self.learn.model), self._x)                # a model of several inputs, read as one of the images
-        self.used = pick_method(model, self.inp, self.method, self.layer, self.actual if self.target is None else self.target)[0]   # once: the model's kind won't change
+        self.t = _task_target(self.learn, self.actual, self.target, 'actual')   # the class as the learner's task has it
+        self.about = _about(self.learn, self.actual, self.t, self.target)
+        model, _ = reading(unwrap(self.learn.model), self._x, self.opts.output)   # a model of several inputs, read as one of the images
+        self.used = pick_method(model, self.inp, self.opts.method, self.opts.layer, self.t)[0]   # once: the model's kind won't change
         self._snap(0)
-    @property
-    def _x(self): return (self.inp, *self.others) if self.others else self.inp   # what the model takes
-    def after_epoch(self):
-        if self.run and ((self.epoch + 1) % self.every == 0 or self.epoch == self.n_epoch - 1): self._snap(self.epoch + 1)
 
 # %% ../nbs/20_watch.ipynb #ef0859ca
+@patch(as_prop=True)
+def _x(self:WatchCAM): return (self.inp, *self.others) if self.others else self.inp   # what the model takes
+@patch
+def after_epoch(self:WatchCAM):
+    if self.run and ((self.epoch + 1) % self.every == 0 or self.epoch == self.n_epoch - 1): self._snap(self.epoch + 1)
+
+def _about(learn, y:Tensor, t, target)->str:
+    "What the maps of items labelled `y` for target `t` (`_task_target`'s) are of, in words: 'each image's actual class', ''animal''"
+    if t is None or t is y: return f"each image's {ifnone(target, 'actual')} class" + ('es' if y.ndim == 2 and y.is_floating_point() else '')
+    return f"'{_vocab(learn, y)[t[0]]}'"                                       # one class (or output) for every image
+
 @patch
 def _snap(self:WatchCAM, epoch:int):
     "Make and keep the maps of the followed images now (`epoch` epochs done), and log them where a logger runs"
-    t = self.actual if self.target is None else self.target
-    self.maps.append(class_maps(self.learn.model, self._x, t, self.used, self.layer).cpu()); self.epochs.append(epoch)
+    self.maps.append(class_maps(self.learn.model, self._x, self.t, opts=self.opts.replace(method=self.used)).cpu()); self.epochs.append(epoch)
     tb, wb = getattr(self.learn, 'tensor_board', None), getattr(self.learn, 'wandb', None)
     if not ((tb is not None and getattr(tb, 'run', False)) or wb is not None): return
     axs = self.show(last=True); fig = axs[0, 0].figure
@@ -86,6 +108,7 @@ def _snap(self:WatchCAM, epoch:int):
         wandb.log({'fastcam/maps': wandb.Image(fig)}, step=getattr(wb, '_wandb_step', None))
     plt.close(fig)
 
+# %% ../nbs/20_watch.ipynb #43cad4d5
 @patch
 def show(self:WatchCAM, last:bool=False, # only the last snapshot
           size:float=1.8, # each panel's side in inches
@@ -97,6 +120,6 @@ def show(self:WatchCAM, last:bool=False, # only the last snapshot
         for c, img in enumerate(self.imgs):
             show_map(maps[c], img, ax=axs[r, c], relu=self.used.relu, **kwargs)
         axs[r, 0].set_title('before training' if e == 0 else f'after {e} epoch{"s" if e > 1 else ""}', loc='left', fontsize=9)
-    fig.suptitle(f'{self.used.label} of each image\'s {"actual class" if self.target is None else "target"}', fontsize=10)
+    fig.suptitle(f'{self.used.label} of {self.about}', fontsize=10)
     fig.tight_layout()
     return axs
