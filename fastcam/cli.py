@@ -49,7 +49,7 @@ def explain(learner:str, # a learner saved by `learn.export()`. It is unpickled:
             out:str='fastcam_explain', # folder for the gallery (index.html), the overlays, the raw maps and index.csv (one row per map: a multi-label learner's image has one per label it predicts)
             method:str='auto', # how the maps are made: auto (CAM where the head allows it, else Grad-CAM; index.csv says which), or a method's name (`fastcam methods` lists them)
             layer:str=None, # default: the layer the head pools; or an int into the body (-2), a dotted name (0.6), or several joined by commas (-1,-2), their maps fused
-            target:str='predicted', # the class each map is for: predicted (multi-label: each label above the loss's threshold), or a class of the learner's vocab (name or index)
+            target:str='predicted', # the class each map is for: predicted (multi-label: each label above the loss's threshold), or a class of the learner's vocab (name or index); segmentation: a class (needed); regression: an output's index
             bs:int=16, # images per batch
             force:bool=False, # recompute the images an earlier run into `out` has done
             num_workers:int=0, # processes that decode the next images while the model runs (0: decode in this one)

@@ -18,12 +18,13 @@ from fastcore.script import CliError
 from fastprogress.fastprogress import progress_bar
 from fastai.data.transforms import image_extensions
 from fastai.learner import Learner, load_learner
-from .trace import get_layer, layer_name, unwrap, NotScores
+from .trace import get_layer, layer_name, unwrap, trace, NotScores
 from .cam import CamOpts, class_maps, pick_method, map_caption, reading
 from .vis import overlays
 from .files import write_atomic
 from .pages import html_gallery
 from .distrib import ranks, cores, process_group, gather
+from .callback import _vocab, _pixel_probs
 
 # %% auto #0
 __all__ = ['load_rgb', 'explain_images']
@@ -141,11 +142,34 @@ def _inputs(learn, imgs, fmt=torch.contiguous_format):
 def _fastest(learn, x, ref, o)->torch.memory_format:
     "How batches like `x` go to the model: channels-last on the CPU, where oneDNN's convolutions run faster on it, unless the model refuses it (one that `view`s its input) or gives other maps or scores than `ref`, `_explain_batch` of `x` contiguous"
     if x.ndim != 4 or x.device.type != 'cpu': return torch.contiguous_format
-    vals = lambda res: torch.cat([torch.cat([torch.tensor([p]), m.flatten()]).float() for _, maps, _ in res for _, p, m in maps])
+    vals = lambda res: torch.cat([torch.cat([torch.tensor([p]), m.flatten()]).float().nan_to_num() for _, maps, _ in res for _, p, m in maps])
     try: a, b = vals(ref), vals(_explain_batch(learn, x.contiguous(memory_format=torch.channels_last), o))
     except Exception: return torch.contiguous_format
     same = a.shape == b.shape and torch.allclose(a, b, rtol=1e-3, atol=1e-4 * float(a.abs().max().clamp(min=1e-6)))
     return torch.channels_last if same else torch.contiguous_format
+
+# %% ../nbs/10_explain.ipynb #2a700eed
+_REGRESSION = nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss
+
+def _kind(learn, out:tuple)->str: # 'classifier', 'segmentation' or 'regression'
+    "What a learner does, from its model's output for one image (`out`, a shape) and its data and loss"
+    if len(out) == 3: return 'segmentation'                                              # score maps: classes × H × W
+    if hasattr(learn.dls, 'vocab'): return 'classifier'
+    if isinstance(getattr(learn.loss_func, 'func', learn.loss_func), _REGRESSION): return 'regression'
+    raise CliError("the learner's data has no vocab to name its classes by, and its loss is no regression's: set `dls.vocab` (the class names) before `learn.export()`")
+
+def _names(learn)->list: # its classes, a segmentation's codes, or a regression's outputs
+    try: return [str(v) for v in _vocab(learn)]
+    except ValueError as e: raise CliError(str(e)) from None
+
+def _explain_other(learn, x, kind:str, c:int, maps, out)->list: # (prediction, [(c, probability, map)], image) per image
+    "A segmentation learner's map of class `c`, its probability the class's mean over the pixels predicted as it; a regression learner's of output `c`, with none"
+    imgs = learn.dls.decode((x,))[0].as_subclass(Tensor)
+    if kind == 'regression': said, p = [' '.join(f'{v:.4g}' for v in o.tolist()) for o in out], [float('nan')] * len(out)
+    else:
+        probs, names = _probs(learn, out, None), _names(learn)
+        said, p = [f'{names[c]}: {int((m == c).sum())} px' for m in probs.argmax(1)], _pixel_probs(probs, torch.full((len(out),), c)).tolist()
+    return [(s, [(c, q, m)], img) for s, q, m, img in zip(said, p, maps, imgs)]
 
 # %% ../nbs/10_explain.ipynb #bb2c3f35
 def _explain_batch(learn, x, o:CamOpts)->list: # (predicted classes, [(class, probability, map)], image) per image
@@ -153,6 +177,8 @@ def _explain_batch(learn, x, o:CamOpts)->list: # (predicted classes, [(class, pr
     thresh, target = _threshold(learn), o.target                                        # `o`: its method chosen, its target a class index or None
     xm = x.as_subclass(Tensor)                                                           # the batch without fastai's type, whose dispatch slows every op
     maps, logits = class_maps(learn.model, xm, with_logits=True, opts=o)                 # bs×h×w (top or `target` class), bs×classes
+    kind = _kind(learn, tuple(logits.shape[1:]))
+    if kind != 'classifier': return _explain_other(learn, x, kind, target, maps.cpu(), logits.float().cpu())   # (a text for its prediction)
     probs, maps = _probs(learn, logits, thresh).float().cpu(), maps.cpu()
     top = probs.argmax(1).tolist()
     preds = [[c] for c in top] if thresh is None else [(p > thresh).nonzero()[:, 0].tolist() for p in probs]
@@ -182,12 +208,16 @@ def _params(text):
     if bad := [o for o in pairs if len(o) != 2]: raise CliError(f"--param {text!r}: give NAME=VALUE pairs joined by commas, e.g. bs=16,n=8")
     return {k.strip(): v.strip() for k, v in pairs}
 
-def _target(target, vocab)->int|None:
-    "`--target` as a class index: None for 'predicted', a class of `vocab` by name or index"
-    if target in (None, 'predicted'): return None
+def _target(target, vocab, kind:str='classifier')->int|None:
+    "`--target` as a class index: None for 'predicted', a class of `vocab` by name or index; segmentation: a class; regression: an output"
+    if target in (None, 'predicted'):
+        if kind == 'segmentation': raise CliError(f"--target: a segmentation learner's map is of one class over the pixels predicted as it: give a class of {vocab} or its index")
+        if kind == 'regression' and len(vocab) > 1: raise CliError(f"--target: a regression learner's map is of one of its {len(vocab)} outputs: give its index (0 to {len(vocab) - 1})")
+        return 0 if kind == 'regression' else None                                  # a regression learner's one output
     if isinstance(target, int) and not isinstance(target, bool) and 0 <= target < len(vocab): return target   # an index, from Python
     if isinstance(target, str) and target in vocab: return vocab.index(target)                                  # a name first, from the command line
     if isinstance(target, str) and re.fullmatch(r'\d+', target) and int(target) < len(vocab): return int(target)
+    if kind == 'regression': raise CliError(f"unknown --target {target!r}: a regression learner's map is of one of its outputs, {vocab}: give its index")
     raise CliError(f"unknown --target {target!r}: use 'predicted', a class of {vocab} or its index")
 
 # %% ../nbs/10_explain.ipynb #42c982a3
@@ -199,11 +229,12 @@ def _options(learn, opts:CamOpts, kw:dict)->tuple: # (the options as used, as as
     target = kw.pop('target', None if opts is None else opts.target)
     try: asked = (opts or CamOpts()).replace(target=None, **kw)
     except (ValueError, TypeError) as e: raise CliError(str(e)) from None
-    t = _target(target, [str(v) for v in learn.dls.vocab])
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     x = _inputs(learn, [noise])                                                     # a noise image as the model sees it: a misread layout shows on it
     model = reading(unwrap(learn.model), x, asked.output)[0]                       # the model, its scores picked by `output`
     try:
+        kind = _kind(learn, trace(model, x).out)                                    # a classifier, a segmentation or a regression learner
+        t = _target(target, _names(learn), kind)
         for l in asked.layer if isinstance(asked.layer, tuple) else [asked.layer]: get_layer(model, l, x)
     except NotScores as e: raise CliError(f'--output: {e}') from None
     except (ValueError, TypeError) as e: raise CliError(f'--layer: {e}') from None
@@ -212,7 +243,7 @@ def _options(learn, opts:CamOpts, kw:dict)->tuple: # (the options as used, as as
     except (ValueError, TypeError) as e: raise CliError(str(e)) from None
     try: ref = _explain_batch(learn, x, o)
     except (ValueError, TypeError) as e: raise CliError(f"--method {m.name}: {e}") from None
-    return o, asked, why, _fastest(learn, x, ref, o), layer_name(model, o.layer, x)
+    return o, asked, why, _fastest(learn, x, ref, o), layer_name(model, o.layer, x), kind
 
 # %% ../nbs/10_explain.ipynb #ab1229c8
 def _file_labels(vocab)->list: # one name per class
@@ -282,8 +313,8 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
                   )->pd.DataFrame: # index.csv: one row per map, or per file that failed or was skipped
     "Write a CAM overlay and the raw map of every image, and index.csv: one row per map (file, predicted, the map's label and its probability, overlay, map_file; a multi-label learner's maps are NAME.LABEL.cam.png), or per image that failed, with why"
     learn = learner if isinstance(learner, Learner) else _load(learner)
-    o, asked, why, fmt, lname = _options(learn, opts, kwargs)
-    vocab, multi = [str(v) for v in learn.dls.vocab], _threshold(learn) is not None
+    o, asked, why, fmt, lname, kind = _options(learn, opts, kwargs)
+    vocab, multi = _names(learn), kind == 'classifier' and _threshold(learn) is not None
     cols = dict(method=o.method.name, layer=o.layer_text(learn.model), target='predicted' if o.target is None else vocab[o.target], options=o.text())
     out = Path(out); files, rows = _find(images, out)
     if not files: raise CliError(f"no image files in {' '.join(images) or 'the arguments'}: give image files or folders that hold some")
@@ -294,7 +325,7 @@ def explain_images(learner, # a `Learner`, or the file `learn.export()` wrote (i
         line = (f"{len(ok)} explained{f' ({sum(len(new[f]) for f in ok)} maps)' if multi else ''}, {len(files) - len(todo)} kept from an "
                 f"earlier run, {n.get('failed', 0)} failed, {n.get('skipped', 0)} skipped; "
                 f"{map_caption(o.method, lname, asked, why)}")
-        _gallery(out, idx, line, multi)
+        _gallery(out, idx, line, multi, kind)
         print(f"{line}: see {out/'index.csv'} and {out/'index.html'}")
     return idx
 
@@ -311,7 +342,7 @@ def _namer(files, vocab, multi):
 # %% ../nbs/10_explain.ipynb #cddc2d41
 def _explain_files(learn, files, out, o, fmt, cols, names, bs, num_workers, progress)->dict: # file: its rows
     "Explain `files` batch by batch, their overlays drawn a batch at a time and written (by a thread, where a core is free for it, while the next batch runs); `progress(rows so far)` every 2 s and at the end"
-    res, pending, vocab, last = {}, None, [str(v) for v in learn.dls.vocab], time.monotonic()   # pending: the batch being written
+    res, pending, vocab, last = {}, None, _names(learn), time.monotonic()   # pending: the batch being written
     def finish():
         nonlocal last
         if pending is None: return
@@ -327,7 +358,8 @@ def _explain_files(learn, files, out, o, fmt, cols, names, bs, num_workers, prog
                     preds, maps, img = r
                     note = '' if preds or o.target is not None else f'no label above the threshold {_threshold(learn)}: the map of its most probable label'
                     jobs += [(names(f, c), cam, img) for c, prob, cam in maps]
-                    made[str(f)] = [_row(f, 'ok', note, predicted=';'.join(vocab[p] for p in preds), label=vocab[c], probability=round(prob, 4),
+                    said = preds if isinstance(preds, str) else ';'.join(vocab[p] for p in preds)   # segmentation, regression: a text
+                    made[str(f)] = [_row(f, 'ok', note, predicted=said, label=vocab[c], probability=round(prob, 4),
                                          **cols, overlay=f'{names(f, c)}.cam.png', map_file=f'{names(f, c)}.cam.npy') for c, prob, cam in maps]
                 finish()                                                         # the previous batch's files, then its rows
                 pending = (pool.submit(_write_maps, out, _overlaid(jobs, o.method.relu)), made)
@@ -336,12 +368,15 @@ def _explain_files(learn, files, out, o, fmt, cols, names, bs, num_workers, prog
     return res
 
 # %% ../nbs/10_explain.ipynb #a970008c
-def _gallery(out, idx, line, multi, per_page=200):
+def _gallery(out, idx, line, multi, kind='classifier', per_page=200):
     "index.html (and more pages for large folders): each map over its image with its class and probability, then the files that failed or were skipped, with why"
     ok, bad = idx[idx.status == 'ok'], idx[idx.status != 'ok']
-    cap = lambda r: (f"{r.overlay.removesuffix('.cam.png')}\n{r.label} {float(r.probability):.2f}" +
-                     (f" · predicted: {r.predicted or 'none'}" if multi else '') + (f"\n{r.reason}" if r.reason else ''))
-    head = (f'<p>{escape(line)}. Each map is of the class under it, with its probability; '
+    said = lambda r: r.predicted if kind == 'regression' else f'{float(r.probability):.2f}'   # a regression's output has no probability
+    cap = lambda r: (f"{r.overlay.removesuffix('.cam.png')}\n{r.label} {said(r)}" + (f" · predicted: {r.predicted or 'none'}" if multi else '') +
+                     (f" · {r.predicted.split(': ')[-1]}" if kind == 'segmentation' else '') + (f"\n{r.reason}" if r.reason else ''))
+    what = dict(classifier='the class under it, with its probability', regression="the output under it, with the model's value",
+                segmentation='the class under it over the pixels predicted as it, with its mean probability there and their number')[kind]
+    head = (f'<p>{escape(line)}. Each map is of {what}; '
             f'<a href="index.csv">index.csv</a> has them all, and the raw maps.</p>')
     if len(bad): head += (f'<h2>Files not explained ({len(bad)})</h2>' +
                           bad[['file', 'status', 'reason']].to_html(index=False, border=0) + f'<h2>Maps ({len(ok)})</h2>')
