@@ -7,6 +7,7 @@ Docs: https://fastcam.github.io/fastcam/data.html.md"""
 # %% ../nbs/06_data.ipynb #988b5d24
 from __future__ import annotations
 import os, random, socket
+import xml.etree.ElementTree as ET
 import numpy as np, torch
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,7 +24,7 @@ from fastai.vision.data import ImageDataLoaders, SegmentationDataLoaders, ImageB
 from fastai.vision.core import PILMask
 from fastai.data.block import DataBlock, RegressionBlock
 from fastai.data.transforms import ColReader, RandomSplitter
-from fastai.data.core import DataLoaders
+from fastai.data.core import DataLoaders, Pipeline
 from .files import write_atomic
 
 # %% auto #0
@@ -207,28 +208,63 @@ def pets_dls(source:str='synthetic', # 'synthetic' (the bundled set, offline) or
     return ImageDataLoaders.from_name_func(files[0].parent.parent, files, valid_pct=valid_pct, seed=seed, label_func=is_cat,
                                            item_tfms=Resize(size), bs=bs, **kwargs)
 
+# %% ../nbs/06_data.ipynb #7f9076d1
+def _annotations(items)->Path|None: # Oxford-IIIT Pets' annotations/ beside the images' folder, if it is there
+    a = Path(items[0]).parent.parent/'annotations'
+    return a if (a/'trimaps').is_dir() else None
+
+def _seen(dl, m:np.ndarray)->torch.Tensor: # (H, W) bool
+    "A mask drawn on an item's image, at its size, as the model sees the image: through `dl`'s item transforms, as validation runs them"
+    return Pipeline(dl.after_item.fs, split_idx=1)(PILMask.create(m.astype(np.uint8))).as_subclass(torch.Tensor).bool()   # `Resize`: the centre
+
+def _trimap(ann:Path, f)->np.ndarray: return np.asarray(Image.open(ann/'trimaps'/(Path(f).stem + '.png'))) != 2   # pet (1) and outline (3)
+
+def _head_mask(ann:Path, f)->np.ndarray|None: # the head's box as a mask on the image, or None where there is no box
+    x = ann/'xmls'/(Path(f).stem + '.xml')
+    if not x.exists(): return None
+    b = ET.parse(x).find('object/bndbox')
+    x0, y0, x1, y1 = (int(float(b.find(k).text)) for k in ('xmin', 'ymin', 'xmax', 'ymax'))
+    with Image.open(f) as im: m = np.zeros(im.size[::-1], bool)
+    m[y0 - 1:y1, x0 - 1:x1] = True                                          # 1-based, both ends included
+    return m
+
+def _oxford_boxes(dl, items, head:bool)->torch.Tensor: # (n_items, 4)
+    ann, boxes, none = _annotations(items), [], []
+    for f in items:
+        m = _head_mask(ann, f) if head else _trimap(ann, f)
+        if m is None: none.append(Path(f).name); continue
+        ys, xs = _seen(dl, m).nonzero(as_tuple=True)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [float('nan')] * 4)
+    if none: raise ValueError(f"no head box for {len(none)} of the {len(items)} items (e.g. {none[0]}): Oxford-IIIT Pets' xmls/ cover "
+                              "its trainval images only; use `head=False`, or a DataLoader over those")
+    return torch.tensor(boxes, dtype=torch.float32)
+
 # %% ../nbs/06_data.ipynb #3c86127e
 def _files(dl)->L: # the image files of `dl`'s items: the items, or a table's first column
     return L(list(dl.items.iloc[:, 0]) if hasattr(dl.items, 'iloc') else dl.items)
 
-def pets_boxes(dl, # a DataLoader over bundled-set images, e.g. `dls.valid`
+def pets_boxes(dl, # a DataLoader over bundled-set or Oxford-IIIT Pets images, e.g. `dls.valid`
                head:bool=False, # the head's box instead of the whole animal's
-              )->torch.Tensor: # (n_items, 4) as x0, y0, x1, y1
-    "The animal (or head) boxes of `dl`'s items, from the `boxes.csv` beside their folder"
+              )->torch.Tensor: # (n_items, 4) as x0, y0, x1, y1 (x1, y1 excluded)
+    "The animal (or head) boxes of `dl`'s items, from the `boxes.csv` beside their folder, or Oxford-IIIT Pets' `annotations/`"
     items = _files(dl)
     csv = Path(items[0]).parent.parent/'boxes.csv'
-    if not csv.exists(): raise ValueError(f"no boxes.csv beside {Path(items[0]).parent}: boxes exist for the bundled set only")
+    if not csv.exists():
+        if _annotations(items) is not None: return _oxford_boxes(dl, items, head)
+        raise ValueError(f"no boxes.csv or annotations/trimaps/ beside {Path(items[0]).parent}: boxes exist for the bundled set and Oxford-IIIT Pets")
     df = pd.read_csv(csv).set_index('file')
     cols = ['head_x0', 'head_y0', 'head_x1', 'head_y1'] if head else ['x0', 'y0', 'x1', 'y1']
     return torch.tensor(df.loc[[Path(o).name for o in items], cols].values, dtype=torch.float32)
 
 # %% ../nbs/06_data.ipynb #0ab21a77
-def pets_masks(dl, # a DataLoader over bundled-set images, e.g. `dls.valid`
+def pets_masks(dl, # a DataLoader over bundled-set or Oxford-IIIT Pets images, e.g. `dls.valid`
               )->torch.Tensor: # (n_items, H, W) bool, True on the animal
-    "The animal silhouettes of `dl`'s items, from the `masks/` folder beside their folder"
+    "The animal silhouettes of `dl`'s items, from the `masks/` folder beside their folder, or Oxford-IIIT Pets' trimaps"
     items = _files(dl)
     folder = Path(items[0]).parent.parent/'masks'
-    if not folder.is_dir(): raise ValueError(f"no masks/ beside {Path(items[0]).parent}: masks exist for the bundled set only (`pets_dls()`)")
+    if not folder.is_dir():
+        if (ann := _annotations(items)) is not None: return torch.stack([_seen(dl, _trimap(ann, f)) for f in items])
+        raise ValueError(f"no masks/ or annotations/trimaps/ beside {Path(items[0]).parent}: masks exist for the bundled set (`pets_dls()`) and Oxford-IIIT Pets")
     return torch.stack([torch.from_numpy(np.asarray(Image.open(folder/Path(o).name)) > 127) for o in items])
 
 # %% ../nbs/06_data.ipynb #09c25caf
