@@ -184,6 +184,17 @@ def _oxford_images(path=None):
     return untar_data(URLs.PETS)/'images'
 
 # %% ../nbs/06_data.ipynb #4507580d
+def _pets_files(source:str, size:int, n:int|None, path, seed:int)->L:
+    "The images of the bundled set (`n` of them, drawn at `size`) or of Oxford-IIIT Pets (all, or `n` drawn with `seed`)"
+    if source == 'synthetic':
+        root = bundled_pets(n, size, path)
+        return L(root/'images'/f for f in _complete(root, n).file)
+    if source != 'oxford': raise ValueError(f"`source` must be 'synthetic' or 'oxford', not {source!r}")
+    folder = _oxford_images(path)
+    files = get_image_files(folder)
+    if not files: raise ValueError(f"no images in {folder}: `path` must hold the Oxford-IIIT Pets images")
+    return L(random.Random(seed).sample(list(files), min(n, len(files)))) if n else files
+
 @delegates(ImageDataLoaders.from_name_func)
 def pets_dls(source:str='synthetic', # 'synthetic' (the bundled set, offline) or 'oxford' (Oxford-IIIT Pets)
              size:int=None, # image side: default 96 (synthetic) or 224 (oxford, as in the chapter)
@@ -194,17 +205,8 @@ def pets_dls(source:str='synthetic', # 'synthetic' (the bundled set, offline) or
              valid_pct:float=0.2, # share of the images kept for validation
              **kwargs)->ImageDataLoaders:
     "The chapter's cats-vs-dogs `DataLoaders`, labelled by `is_cat`, on the bundled set or on Oxford-IIIT Pets"
-    if source == 'synthetic':
-        size, n = size or 96, n or 2000
-        root = bundled_pets(n, size, path)
-        files = L(root/'images'/f for f in _complete(root, n).file)
-    elif source == 'oxford':
-        size = size or 224
-        folder = _oxford_images(path)
-        files = get_image_files(folder)
-        if not files: raise ValueError(f"no images in {folder}: `path` must hold the Oxford-IIIT Pets images")
-        if n: files = L(random.Random(seed).sample(list(files), min(n, len(files))))
-    else: raise ValueError(f"`source` must be 'synthetic' or 'oxford', not {source!r}")
+    size = size or (96 if source == 'synthetic' else 224)
+    files = _pets_files(source, size, n or (2000 if source == 'synthetic' else None), path, seed)
     return ImageDataLoaders.from_name_func(files[0].parent.parent, files, valid_pct=valid_pct, seed=seed, label_func=is_cat,
                                            item_tfms=Resize(size), bs=bs, **kwargs)
 
@@ -268,27 +270,29 @@ def pets_masks(dl, # a DataLoader over bundled-set or Oxford-IIIT Pets images, e
     return torch.stack([torch.from_numpy(np.asarray(Image.open(folder/Path(o).name)) > 127) for o in items])
 
 # %% ../nbs/06_data.ipynb #09c25caf
-def _animal_mask(f): return PILMask.create((np.asarray(Image.open(Path(f).parent.parent/'masks'/Path(f).name)) > 127).astype(np.uint8))
+def _animal_mask(f)->PILMask:
+    "An image's silhouette, 1 on the animal: the bundled set's mask, or Oxford-IIIT Pets' trimap (the pet and its outline)"
+    f = Path(f); m = f.parent.parent/'masks'/f.name
+    return PILMask.create((np.asarray(Image.open(m)) > 127 if m.exists() else _trimap(f.parent.parent/'annotations', f)).astype(np.uint8))
 
-def pets_seg_dls(size:int=64, # image side
-                 n:int=800, # how many images of the bundled set
+def pets_seg_dls(source:str='synthetic', # 'synthetic' (the bundled set) or 'oxford' (Oxford-IIIT Pets, its trimaps)
+                 size:int=64, # image side
+                 n:int=800, # how many images (Oxford: drawn with `seed`; None: all)
                  path=None, bs:int=32, seed:int=21, valid_pct:float=0.2, # as in `pets_dls`
                  **kwargs)->DataLoaders:
-    "The bundled pets as a segmentation set: each pixel 'background' (0) or 'animal' (1), from the silhouettes"
-    root = bundled_pets(n, size, path)
-    files = L(root/'images'/f for f in _complete(root, n).file)
-    dls = SegmentationDataLoaders.from_label_func(root, files, _animal_mask, codes=['background', 'animal'], valid_pct=valid_pct,
-                                                  seed=seed, bs=bs, **kwargs)
+    "The pets as a segmentation set: each pixel 'background' (0) or 'animal' (1), from the silhouettes"
+    files, tfms = _pets_files(source, size, n, path, seed), dict(item_tfms=Resize(size)) if source == 'oxford' else {}
+    dls = SegmentationDataLoaders.from_label_func(files[0].parent.parent, files, _animal_mask, codes=['background', 'animal'],
+                                                  valid_pct=valid_pct, seed=seed, bs=bs, **tfms, **kwargs)
     dls.vocab = ['background', 'animal']
     return dls
 
-def pets_size_dls(size:int=64, n:int=2000, path=None, bs:int=32, seed:int=21, valid_pct:float=0.2, # as in `pets_dls`
+def pets_size_dls(source:str='synthetic', size:int=64, n:int=2000, path=None, bs:int=32, seed:int=21, valid_pct:float=0.2, # as in `pets_seg_dls`
                   **kwargs)->DataLoaders:
-    "The bundled pets as a regression set: the percentage of each image its animal covers, from its silhouette"
-    root = bundled_pets(n, size, path)
-    files = [root/'images'/f for f in _complete(root, n).file]
-    area = [100 * (np.asarray(Image.open(root/'masks'/f.name)) > 127).mean() for f in files]   # in percent: a loss on the scale of 1 trains
+    "The pets as a regression set: the percentage of each image its animal covers, from its silhouette (Oxford: squished, not cropped)"
+    files = list(_pets_files(source, size, n, path, seed))
+    area = [100 * np.asarray(_animal_mask(f)).mean() for f in files]        # in percent: a loss on the scale of 1 trains
     df = pd.DataFrame(dict(image=files, area=area))                         # the files first, as fastai's tables have them
-    block = DataBlock((ImageBlock, RegressionBlock), get_x=ColReader('image'), get_y=ColReader('area'),
-                      splitter=RandomSplitter(valid_pct, seed=seed))
-    return block.dataloaders(df, bs=bs, path=root, **kwargs)
+    block = DataBlock((ImageBlock, RegressionBlock), get_x=ColReader('image'), get_y=ColReader('area'), splitter=RandomSplitter(valid_pct, seed=seed),
+                      item_tfms=Resize(size, method='squish') if source == 'oxford' else None)   # a crop would change the share
+    return block.dataloaders(df, bs=bs, path=files[0].parent.parent, **kwargs)
