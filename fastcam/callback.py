@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 import torch.distributed as dist
 from fastcore.basics import patch, ifnone, noop, first
 from fastcore.meta import delegates
@@ -72,8 +72,14 @@ class TopLosses:
     def __repr__(self): return f'{type(self).__name__}({len(self)} items, {len(self.maps)} maps, method={self.method!r}, layer={self.layer_name!r})'
 
 # %% ../nbs/08_callback.ipynb #8c24e0f7
+def _threshold(learn)->float|None: # None for a learner that is not multi-label
+    "The decision threshold of a multi-label learner: its loss's `thresh` (fastai's `BCEWithLogitsLossFlat`), 0.5 for a plain BCE loss"
+    loss = learn.loss_func
+    bce = isinstance(loss, nn.BCEWithLogitsLoss) or isinstance(getattr(loss, 'func', None), nn.BCEWithLogitsLoss)
+    return getattr(loss, 'thresh', 0.5) if bce or hasattr(loss, 'thresh') else None
+
 def _task(y:Tensor, multi:bool)->str: # 'single-label', 'multi-label', 'segmentation' or 'regression'
-    "What a learner's targets `y` (one per item) say it does; `multi`: its loss has a threshold, so float targets are multi-label"
+    "What a learner's targets `y` (one per item) say it does; `multi`: its loss has a threshold (`_threshold`), so float targets are multi-label"
     if y.is_floating_point(): return 'multi-label' if y.ndim == 2 and multi else 'regression'
     return 'multi-label' if y.dtype == torch.bool else 'segmentation' if y.ndim == 3 else 'single-label'
 
@@ -338,7 +344,7 @@ def _vocab(learn, y:Tensor=None)->list:
 
 def _class_of(target, vocab, n:int)->Tensor|None: # (n,) the class, or None for a per-item rule
     "The class a target rule names for every item (an index, or a class of `vocab` by name), or None for 'predicted' and 'actual'"
-    if target is None or target == 'actual': return None
+    if target is None or isinstance(target, str) and target in ('actual', 'predicted'): return None
     names = [str(v) for v in vocab]
     if isinstance(target, str):
         if target not in names: raise ValueError(f"`target` {target!r} is not a class of {names}: use None ('predicted'), 'actual', or a class")
@@ -353,7 +359,7 @@ def _task_target(learn, y:Tensor, # a `Learner`, and the targets of the items to
                 default:str='predicted', # what None means for a classifier: 'predicted' or 'actual'
                ): # what `class_maps` takes: None (the predicted class), `y` (the actual ones) or one class per item
     "The maps' target for items labelled `y`, as the learner's task has it: segmentation needs a class, regression maps its output"
-    task, v, rule = _task(y, hasattr(learn.loss_func, 'thresh')), _vocab(learn, y), ifnone(target, default)
+    task, v, rule = _task(y, _threshold(learn) is not None), _vocab(learn, y), ifnone(target, default)
     t = _class_of(target, v, len(y))
     if task == 'segmentation' and t is None: raise ValueError(
         f"`target` {rule!r}: a segmentation learner's map is of one class over the pixels predicted as it: give a class of {list(map(str, v))}, by name or index")
@@ -396,8 +402,8 @@ def _top_losses(learn, dl, top, opts:CamOpts)->TopLosses:
     inner = unwrap(learn.model)
     model, _ = reading(inner, (x, *others), opts.output)
     used, why = pick_method(model, x, opts.method, opts.layer)
-    task, v = _task(actual, hasattr(learn.loss_func, 'thresh')), _vocab(learn, actual)
-    actual, predicted, p_item, item, cls = _what_to_map(task, actual, probs, _class_of(opts.target, v, len(x)), opts.target, getattr(learn.loss_func, 'thresh', 0.5))
+    task, v = _task(actual, _threshold(learn) is not None), _vocab(learn, actual)
+    actual, predicted, p_item, item, cls = _what_to_map(task, actual, probs, _class_of(opts.target, v, len(x)), opts.target, ifnone(_threshold(learn), 0.5))
     sel = lambda o: o[item.to(o.device)]
     maps = class_maps(inner, (sel(x), *map(sel, others)) if others else sel(x), cls.to(x.device), opts=opts.replace(method=used, target=None)).detach().cpu()
     imgs = dl.decode((TensorImage(x),))[0]

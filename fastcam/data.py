@@ -215,23 +215,31 @@ def _annotations(items)->Path|None: # Oxford-IIIT Pets' annotations/ beside the 
     a = Path(items[0]).parent.parent/'annotations'
     return a if (a/'trimaps').is_dir() else None
 
+def _item_frame(dl):
+    "Raise if `dl`'s batch transforms resize its images: `_seen` follows the item transforms only"
+    sized = [type(t).__name__ for t in getattr(getattr(dl, 'after_batch', None), 'fs', []) if getattr(t, 'size', None) is not None]
+    if sized: raise ValueError(f"the DataLoader resizes its images in `batch_tfms` ({', '.join(sized)}): Oxford's boxes and masks follow "
+                               "`item_tfms` only; resize there (`item_tfms=Resize(size)`)")
+
 def _seen(dl, m:np.ndarray)->torch.Tensor: # (H, W) bool
     "A mask drawn on an item's image, at its size, as the model sees the image: through `dl`'s item transforms, as validation runs them"
     return Pipeline(dl.after_item.fs, split_idx=1)(PILMask.create(m.astype(np.uint8))).as_subclass(torch.Tensor).bool()   # `Resize`: the centre
 
 def _trimap(ann:Path, f)->np.ndarray: return np.asarray(Image.open(ann/'trimaps'/(Path(f).stem + '.png'))) != 2   # pet (1) and outline (3)
 
+# %% ../nbs/06_data.ipynb #e50d3405
 def _head_mask(ann:Path, f)->np.ndarray|None: # the head's box as a mask on the image, or None where there is no box
     x = ann/'xmls'/(Path(f).stem + '.xml')
     if not x.exists(): return None
     b = ET.parse(x).find('object/bndbox')
     x0, y0, x1, y1 = (int(float(b.find(k).text)) for k in ('xmin', 'ymin', 'xmax', 'ymax'))
     with Image.open(f) as im: m = np.zeros(im.size[::-1], bool)
-    m[y0 - 1:y1, x0 - 1:x1] = True                                          # 1-based, both ends included
+    m[max(y0 - 1, 0):y1, max(x0 - 1, 0):x1] = True                          # 1-based, both ends included
     return m
 
 def _oxford_boxes(dl, items, head:bool)->torch.Tensor: # (n_items, 4)
     ann, boxes, none = _annotations(items), [], []
+    _item_frame(dl)
     for f in items:
         m = _head_mask(ann, f) if head else _trimap(ann, f)
         if m is None: none.append(Path(f).name); continue
@@ -247,9 +255,10 @@ def _files(dl)->L: # the image files of `dl`'s items: the items, or a table's fi
 
 def pets_boxes(dl, # a DataLoader over bundled-set or Oxford-IIIT Pets images, e.g. `dls.valid`
                head:bool=False, # the head's box instead of the whole animal's
+               n:int=None, # only the first `n` items' boxes
               )->torch.Tensor: # (n_items, 4) as x0, y0, x1, y1 (x1, y1 excluded)
     "The animal (or head) boxes of `dl`'s items, from the `boxes.csv` beside their folder, or Oxford-IIIT Pets' `annotations/`"
-    items = _files(dl)
+    items = _files(dl)[:n]
     csv = Path(items[0]).parent.parent/'boxes.csv'
     if not csv.exists():
         if _annotations(items) is not None: return _oxford_boxes(dl, items, head)
@@ -265,7 +274,7 @@ def pets_masks(dl, # a DataLoader over bundled-set or Oxford-IIIT Pets images, e
     items = _files(dl)
     folder = Path(items[0]).parent.parent/'masks'
     if not folder.is_dir():
-        if (ann := _annotations(items)) is not None: return torch.stack([_seen(dl, _trimap(ann, f)) for f in items])
+        if (ann := _annotations(items)) is not None: _item_frame(dl); return torch.stack([_seen(dl, _trimap(ann, f)) for f in items])
         raise ValueError(f"no masks/ or annotations/trimaps/ beside {Path(items[0]).parent}: masks exist for the bundled set (`pets_dls()`) and Oxford-IIIT Pets")
     return torch.stack([torch.from_numpy(np.asarray(Image.open(folder/Path(o).name)) > 127) for o in items])
 

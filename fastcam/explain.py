@@ -24,7 +24,7 @@ from .vis import overlays
 from .files import write_atomic
 from .pages import html_gallery
 from .distrib import ranks, cores, process_group, gather
-from .callback import _vocab, _pixel_probs
+from .callback import _vocab, _pixel_probs, _threshold
 
 # %% auto #0
 __all__ = ['load_rgb', 'explain_images']
@@ -124,12 +124,6 @@ def _gathered(mine:dict)->dict:
     return {f: r for p in gather(mine) for f, r in p.items()}
 
 # %% ../nbs/10_explain.ipynb #e346a0e3
-def _threshold(learn)->float|None: # None for a single-label learner
-    "The decision threshold of a multi-label learner: its loss's `thresh` (fastai's `BCEWithLogitsLossFlat`), 0.5 for a plain BCE loss"
-    loss = learn.loss_func
-    bce = isinstance(loss, nn.BCEWithLogitsLoss) or isinstance(getattr(loss, 'func', None), nn.BCEWithLogitsLoss)
-    return getattr(loss, 'thresh', 0.5) if bce or hasattr(loss, 'thresh') else None
-
 def _probs(learn, logits, thresh):
     "The learner's probabilities: its loss's `activation`, else sigmoid (multi-label) or softmax"
     act = getattr(learn.loss_func, 'activation', None)
@@ -142,10 +136,11 @@ def _inputs(learn, imgs, fmt=torch.contiguous_format):
 def _fastest(learn, x, ref, o)->torch.memory_format:
     "How batches like `x` go to the model: channels-last on the CPU, where oneDNN's convolutions run faster on it, unless the model refuses it (one that `view`s its input) or gives other maps or scores than `ref`, `_explain_batch` of `x` contiguous"
     if x.ndim != 4 or x.device.type != 'cpu': return torch.contiguous_format
-    vals = lambda res: torch.cat([torch.cat([torch.tensor([p]), m.flatten()]).float().nan_to_num() for _, maps, _ in res for _, p, m in maps])
+    vals = lambda res: torch.cat([torch.cat([torch.tensor([p]), m.flatten()]).float() for _, maps, _ in res for _, p, m in maps])
     try: a, b = vals(ref), vals(_explain_batch(learn, x.contiguous(memory_format=torch.channels_last), o))
     except Exception: return torch.contiguous_format
-    same = a.shape == b.shape and torch.allclose(a, b, rtol=1e-3, atol=1e-4 * float(a.abs().max().clamp(min=1e-6)))
+    scale = a[a.isfinite()].abs().max() if a.isfinite().any() else torch.tensor(1.)   # a regression's probability is NaN
+    same = a.shape == b.shape and torch.allclose(a, b, rtol=1e-3, atol=1e-4 * float(scale.clamp(min=1e-6)), equal_nan=True)
     return torch.channels_last if same else torch.contiguous_format
 
 # %% ../nbs/10_explain.ipynb #2a700eed
@@ -156,7 +151,8 @@ def _kind(learn, out:tuple)->str: # 'classifier', 'segmentation' or 'regression'
     if len(out) == 3: return 'segmentation'                                              # score maps: classes × H × W
     if hasattr(learn.dls, 'vocab'): return 'classifier'
     if isinstance(getattr(learn.loss_func, 'func', learn.loss_func), _REGRESSION): return 'regression'
-    raise CliError("the learner's data has no vocab to name its classes by, and its loss is no regression's: set `dls.vocab` (the class names) before `learn.export()`")
+    raise CliError("can't tell what this learner does: its data has no vocab (a classifier's class names) and its loss is no regression's "
+                   "(MSE, L1, smooth L1, Huber): set `dls.vocab` before `learn.export()` for a classifier, or train a regression with one of those (`MSELossFlat`)")
 
 def _names(learn)->list: # its classes, a segmentation's codes, or a regression's outputs
     try: return [str(v) for v in _vocab(learn)]
@@ -264,7 +260,7 @@ def _done(out, method, layer, target, options):
     if not old: return {}                                                           # none, or an index of another version
     old = pd.concat(old).drop_duplicates()
     old = old[(old.method == method) & (old.layer == layer) & (old.target == target) & (old.options == options)]
-    return {f: [{**r, 'probability': float(r['probability'])} for r in rows] for f, rows in
+    return {f: [{**r, 'probability': float(r['probability'] or 'nan')} for r in rows] for f, rows in   # NaN: written as nothing (a regression's)
             ((f, g.to_dict('records')) for f, g in old.groupby('file', sort=False))
             if all(r['status'] == 'ok' and (out/r['overlay']).exists() and (out/r['map_file']).exists() for r in rows)}
 
@@ -371,7 +367,7 @@ def _explain_files(learn, files, out, o, fmt, cols, names, bs, num_workers, prog
 def _gallery(out, idx, line, multi, kind='classifier', per_page=200):
     "index.html (and more pages for large folders): each map over its image with its class and probability, then the files that failed or were skipped, with why"
     ok, bad = idx[idx.status == 'ok'], idx[idx.status != 'ok']
-    said = lambda r: r.predicted if kind == 'regression' else f'{float(r.probability):.2f}'   # a regression's output has no probability
+    said = lambda r: f'· predicted {r.predicted}' if kind == 'regression' else f'{float(r.probability):.2f}'   # a regression's output has no probability
     cap = lambda r: (f"{r.overlay.removesuffix('.cam.png')}\n{r.label} {said(r)}" + (f" · predicted: {r.predicted or 'none'}" if multi else '') +
                      (f" · {r.predicted.split(': ')[-1]}" if kind == 'segmentation' else '') + (f"\n{r.reason}" if r.reason else ''))
     what = dict(classifier='the class under it, with its probability', regression="the output under it, with the model's value",

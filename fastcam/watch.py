@@ -35,14 +35,14 @@ class PointingGame(Metric):
                  *, opts:CamOpts=None, # all the options of the maps as one object; the keywords given here override its fields
                  **kwargs, # the other fields of `CamOpts`: `output`, `eigen_smooth`, `aug_smooth`, `fuse`, `layout`, ...
                 ):
-        self.n, self.head, self.target = n, head, target
+        self.n, self.head, self.target = n, head, ifnone(target, opts.target if opts is not None else None)
         self.opts = (opts or CamOpts()).given(method=method, layer=layer).replace(target=None, **kwargs)
         self.reset(); self._boxes = (None, None)
     def reset(self): self.hits, self.count, self.seen = 0, 0, 0
     def accumulate(self, learn):
         if learn.training or self.seen >= self.n: return
         xs, y = [o.as_subclass(Tensor) for o in learn.xb], learn.yb[0].as_subclass(Tensor)   # the images, and any other inputs
-        if self._boxes[0] is not learn.dl: self._boxes = (learn.dl, pets_boxes(learn.dl, self.head))   # read once per `DataLoader`
+        if self._boxes[0] is not learn.dl: self._boxes = (learn.dl, pets_boxes(learn.dl, self.head, n=self.n))   # read once per `DataLoader`
         x, take = xs[0], min(len(xs[0]), self.n - self.seen)
         t = _task_target(learn, y[:take], self.target, 'actual')           # the class as the learner's task has it
         maps = class_maps(learn.model, tuple(o[:take] for o in xs) if len(xs) > 1 else x[:take], t, opts=self.opts)
@@ -64,7 +64,7 @@ class WatchCAM(Callback):
                  *, opts:CamOpts=None, # all the options of the maps as one object; the keywords given here override its fields
                  **kwargs, # the other fields of `CamOpts`: `output`, `eigen_smooth`, `aug_smooth`, `fuse`, `layout`, ...
                 ):
-        self.n, self.idxs, self.every, self.target = n, idxs, every, target
+        self.n, self.idxs, self.every, self.target = n, idxs, every, ifnone(target, opts.target if opts is not None else None)
         self.opts = (opts or CamOpts()).given(method=method, layer=layer).replace(target=None, **kwargs)
         self.maps, self.epochs = [], []
     def before_fit(self):
@@ -77,7 +77,8 @@ class WatchCAM(Callback):
         self.others = tuple(o.as_subclass(Tensor) for o in b[1:dl.n_inp])      # the model's other inputs, where it takes several
         self.imgs = dl.decode((b[0],))[0]
         self.maps, self.epochs = [], []
-        self.t = _task_target(self.learn, self.actual, self.target, 'actual')   # the class as the learner's task has it
+        per_image = isinstance(self.target, (tuple, list, Tensor))          # one class per followed image, as given
+        self.t = torch.as_tensor(self.target, device=self.actual.device) if per_image else _task_target(self.learn, self.actual, self.target, 'actual')
         self.about = _about(self.learn, self.actual, self.t, self.target)
         model, _ = reading(unwrap(self.learn.model), self._x, self.opts.output)   # a model of several inputs, read as one of the images
         self.used = pick_method(model, self.inp, self.opts.method, self.opts.layer, self.t)[0]   # once: the model's kind won't change
@@ -92,7 +93,8 @@ def after_epoch(self:WatchCAM):
 
 def _about(learn, y:Tensor, t, target)->str:
     "What the maps of items labelled `y` for target `t` (`_task_target`'s) are of, in words: 'each image's actual class', ''animal''"
-    if t is None or t is y: return f"each image's {ifnone(target, 'actual')} class" + ('es' if y.ndim == 2 and y.is_floating_point() else '')
+    if t is None or t is y: return f"each image's {ifnone(target, 'actual')} class" + ('es' if t is y and y.ndim == 2 and y.is_floating_point() else '')
+    if len(t.unique()) > 1: return "each image's target class"
     return f"'{_vocab(learn, y)[t[0]]}'"                                       # one class (or output) for every image
 
 @patch
