@@ -78,6 +78,9 @@ def _threshold(learn)->float|None: # None for a learner that is not multi-label
     bce = isinstance(loss, nn.BCEWithLogitsLoss) or isinstance(getattr(loss, 'func', None), nn.BCEWithLogitsLoss)
     return getattr(loss, 'thresh', 0.5) if bce or hasattr(loss, 'thresh') else None
 
+_REGRESSION = nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss
+def _regression(learn)->bool: return isinstance(getattr(learn.loss_func, 'func', learn.loss_func), _REGRESSION)   # by its loss, where there are no targets to read
+
 def _task(y:Tensor, multi:bool)->str: # 'single-label', 'multi-label', 'segmentation' or 'regression'
     "What a learner's targets `y` (one per item) say it does; `multi`: its loss has a threshold (`_threshold`), so float targets are multi-label"
     if y.is_floating_point(): return 'multi-label' if y.ndim == 2 and multi else 'regression'
@@ -477,7 +480,8 @@ def _show_items(learn, items, o:CamOpts, ncols, figsize, labels, **kwargs)->list
     cls, v = probs.argmax(1) if t is None else t, class_names(_vocab(learn), labels)
     imgs = dl.decode((TensorImage(x),))[0].cpu().as_subclass(Tensor)
     p = _pixel_probs(probs, cls) if probs.ndim == 4 else probs.gather(1, cls[:, None])[:, 0]   # segmentation: over the class's pixels
-    axs = show_maps(maps.detach().cpu(), imgs, [f'{v[c]} / {p[i]:.2f}' for i, c in enumerate(cls.tolist())], ncols=ncols,
+    said = [f'{v[c]} {p[i]:.4g}' if _regression(learn) else f'{v[c]} / {p[i]:.2f}' for i, c in enumerate(cls.tolist())]   # a regression's value, or a probability
+    axs = show_maps(maps.detach().cpu(), imgs, said, ncols=ncols,
                     figsize=figsize, relu=used.relu, **kwargs)
     axs[0].figure.suptitle(map_caption(used, layer_name(learn.model, o.layer, x), o, why))
     return axs

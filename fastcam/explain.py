@@ -24,7 +24,7 @@ from .vis import overlays
 from .files import write_atomic
 from .pages import html_gallery
 from .distrib import ranks, cores, process_group, gather
-from .callback import _vocab, _pixel_probs, _threshold
+from .callback import _vocab, _pixel_probs, _threshold, _regression
 
 # %% auto #0
 __all__ = ['load_rgb', 'explain_images']
@@ -144,13 +144,11 @@ def _fastest(learn, x, ref, o)->torch.memory_format:
     return torch.channels_last if same else torch.contiguous_format
 
 # %% ../nbs/10_explain.ipynb #2a700eed
-_REGRESSION = nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss
-
 def _kind(learn, out:tuple)->str: # 'classifier', 'segmentation' or 'regression'
     "What a learner does, from its model's output for one image (`out`, a shape) and its data and loss"
     if len(out) == 3: return 'segmentation'                                              # score maps: classes × H × W
     if hasattr(learn.dls, 'vocab'): return 'classifier'
-    if isinstance(getattr(learn.loss_func, 'func', learn.loss_func), _REGRESSION): return 'regression'
+    if _regression(learn): return 'regression'
     raise CliError("can't tell what this learner does: its data has no vocab (a classifier's class names) and its loss is no regression's "
                    "(MSE, L1, smooth L1, Huber): set `dls.vocab` before `learn.export()` for a classifier, or train a regression with one of those (`MSELossFlat`)")
 
