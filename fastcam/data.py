@@ -210,6 +210,35 @@ def pets_dls(source:str='synthetic', # 'synthetic' (the bundled set, offline) or
     return ImageDataLoaders.from_name_func(files[0].parent.parent, files, valid_pct=valid_pct, seed=seed, label_func=is_cat,
                                            item_tfms=Resize(size), bs=bs, **kwargs)
 
+# %% ../nbs/06_data.ipynb #3c86127e
+def _files(dl)->L: # the image files of `dl`'s items: the items, or a table's first column
+    return L(list(dl.items.iloc[:, 0]) if hasattr(dl.items, 'iloc') else dl.items)
+
+def pets_boxes(dl, # a DataLoader over bundled-set or Oxford-IIIT Pets images, e.g. `dls.valid`
+               head:bool=False, # the head's box instead of the whole animal's
+               n:int=None, # only the first `n` items' boxes
+              )->torch.Tensor: # (n_items, 4) as x0, y0, x1, y1 (x1, y1 excluded)
+    "The animal (or head) boxes of `dl`'s items, from the `boxes.csv` beside their folder, or Oxford-IIIT Pets' `annotations/`"
+    items = _files(dl)[:n]
+    csv = Path(items[0]).parent.parent/'boxes.csv'
+    if not csv.exists():
+        if _annotations(items) is not None: return _oxford_boxes(dl, items, head)
+        raise ValueError(f"no boxes.csv or annotations/trimaps/ beside {Path(items[0]).parent}: boxes exist for the bundled set and Oxford-IIIT Pets")
+    df = pd.read_csv(csv).set_index('file')
+    cols = ['head_x0', 'head_y0', 'head_x1', 'head_y1'] if head else ['x0', 'y0', 'x1', 'y1']
+    return torch.tensor(df.loc[[Path(o).name for o in items], cols].values, dtype=torch.float32)
+
+# %% ../nbs/06_data.ipynb #0ab21a77
+def pets_masks(dl, # a DataLoader over bundled-set or Oxford-IIIT Pets images, e.g. `dls.valid`
+              )->torch.Tensor: # (n_items, H, W) bool, True on the animal
+    "The animal silhouettes of `dl`'s items, from the `masks/` folder beside their folder, or Oxford-IIIT Pets' trimaps"
+    items = _files(dl)
+    folder = Path(items[0]).parent.parent/'masks'
+    if not folder.is_dir():
+        if (ann := _annotations(items)) is not None: _item_frame(dl); return torch.stack([_seen(dl, _trimap(ann, f)) for f in items])
+        raise ValueError(f"no masks/ or annotations/trimaps/ beside {Path(items[0]).parent}: masks exist for the bundled set (`pets_dls()`) and Oxford-IIIT Pets")
+    return torch.stack([torch.from_numpy(np.asarray(Image.open(folder/Path(o).name)) > 127) for o in items])
+
 # %% ../nbs/06_data.ipynb #7f9076d1
 def _annotations(items)->Path|None: # Oxford-IIIT Pets' annotations/ beside the images' folder, if it is there
     a = Path(items[0]).parent.parent/'annotations'
@@ -248,35 +277,6 @@ def _oxford_boxes(dl, items, head:bool)->torch.Tensor: # (n_items, 4)
     if none: raise ValueError(f"no head box for {len(none)} of the {len(items)} items (e.g. {none[0]}): Oxford-IIIT Pets' xmls/ cover "
                               "its trainval images only; use `head=False`, or a DataLoader over those")
     return torch.tensor(boxes, dtype=torch.float32)
-
-# %% ../nbs/06_data.ipynb #3c86127e
-def _files(dl)->L: # the image files of `dl`'s items: the items, or a table's first column
-    return L(list(dl.items.iloc[:, 0]) if hasattr(dl.items, 'iloc') else dl.items)
-
-def pets_boxes(dl, # a DataLoader over bundled-set or Oxford-IIIT Pets images, e.g. `dls.valid`
-               head:bool=False, # the head's box instead of the whole animal's
-               n:int=None, # only the first `n` items' boxes
-              )->torch.Tensor: # (n_items, 4) as x0, y0, x1, y1 (x1, y1 excluded)
-    "The animal (or head) boxes of `dl`'s items, from the `boxes.csv` beside their folder, or Oxford-IIIT Pets' `annotations/`"
-    items = _files(dl)[:n]
-    csv = Path(items[0]).parent.parent/'boxes.csv'
-    if not csv.exists():
-        if _annotations(items) is not None: return _oxford_boxes(dl, items, head)
-        raise ValueError(f"no boxes.csv or annotations/trimaps/ beside {Path(items[0]).parent}: boxes exist for the bundled set and Oxford-IIIT Pets")
-    df = pd.read_csv(csv).set_index('file')
-    cols = ['head_x0', 'head_y0', 'head_x1', 'head_y1'] if head else ['x0', 'y0', 'x1', 'y1']
-    return torch.tensor(df.loc[[Path(o).name for o in items], cols].values, dtype=torch.float32)
-
-# %% ../nbs/06_data.ipynb #0ab21a77
-def pets_masks(dl, # a DataLoader over bundled-set or Oxford-IIIT Pets images, e.g. `dls.valid`
-              )->torch.Tensor: # (n_items, H, W) bool, True on the animal
-    "The animal silhouettes of `dl`'s items, from the `masks/` folder beside their folder, or Oxford-IIIT Pets' trimaps"
-    items = _files(dl)
-    folder = Path(items[0]).parent.parent/'masks'
-    if not folder.is_dir():
-        if (ann := _annotations(items)) is not None: _item_frame(dl); return torch.stack([_seen(dl, _trimap(ann, f)) for f in items])
-        raise ValueError(f"no masks/ or annotations/trimaps/ beside {Path(items[0]).parent}: masks exist for the bundled set (`pets_dls()`) and Oxford-IIIT Pets")
-    return torch.stack([torch.from_numpy(np.asarray(Image.open(folder/Path(o).name)) > 127) for o in items])
 
 # %% ../nbs/06_data.ipynb #09c25caf
 def _animal_mask(f)->PILMask:

@@ -26,7 +26,7 @@ __all__ = ['PointingGame', 'WatchCAM']
 
 # %% ../nbs/20_watch.ipynb #38dd1ca5
 class PointingGame(Metric):
-    "The share of the first `n` validation images whose map of their actual class peaks inside the animal's box, as a column of the epoch table"
+    "The share of the first `n` validation images whose map of their actual class (or `target`) peaks inside the animal's box, as a column of the epoch table"
     @delegates(CamOpts, but=['method', 'layer', 'target'])
     def __init__(self, n:int=32, # the first `n` validation images (the validation set is not shuffled: the same ones every epoch)
                  method=None, layer=None, # as in `class_maps`
@@ -59,7 +59,7 @@ class WatchCAM(Callback):
     def __init__(self, n:int=4, # the first `n` validation images...
                  idxs:list=None, # ...or these of them
                  method=None, layer=None, # as in `class_maps`
-                 target=None, # None or 'actual' (each image's class), 'predicted', or a class by name or index (segmentation: needed)
+                 target=None, # None or 'actual' (each image's class), 'predicted', a class by name or index (segmentation: needed), or one per image
                  every:int=1, # a snapshot every `every` epochs (and after the last)
                  *, opts:CamOpts=None, # all the options of the maps as one object; the keywords given here override its fields
                  **kwargs, # the other fields of `CamOpts`: `output`, `eigen_smooth`, `aug_smooth`, `fuse`, `layout`, ...
@@ -92,7 +92,7 @@ def after_epoch(self:WatchCAM):
     if self.run and ((self.epoch + 1) % self.every == 0 or self.epoch == self.n_epoch - 1): self._snap(self.epoch + 1)
 
 def _about(learn, y:Tensor, t, target)->str:
-    "What the maps of items labelled `y` for target `t` (`_task_target`'s) are of, in words: 'each image's actual class', ''animal''"
+    "What the maps of items labelled `y` for target `t` (`_task_target`'s) are of, in words: \"each image's actual class\", \"'animal'\""
     if t is None or t is y: return f"each image's {ifnone(target, 'actual')} class" + ('es' if t is y and y.ndim == 2 and y.is_floating_point() else '')
     if len(t.unique()) > 1: return "each image's target class"
     return f"'{_vocab(learn, y)[t[0]]}'"                                       # one class (or output) for every image
