@@ -48,7 +48,7 @@ def cam_head(nf:int, # channels of the body's features
 # %% ../nbs/07_learner.ipynb #9784ea09
 def _cached(url): return (Path(torch.hub.get_dir())/'checkpoints'/url.rsplit('/', 1)[-1]).exists()
 
-def _model(arch, pretrained:bool, weights=None)->tuple: # (model, whether its weights are pretrained)
+def _model(arch, pretrained:bool, weights=None, then=" (and `fine_tune` trains all of it)")->tuple: # (model, whether its weights are pretrained)
     "`arch` with `weights`, or with its default ImageNet weights when they are cached or downloadable, else random ones"
     try: enum = torchvision.models.get_model_weights(arch)
     except (ValueError, KeyError, TypeError, AttributeError): return arch(pretrained=pretrained), pretrained  # fastai's convention
@@ -56,17 +56,17 @@ def _model(arch, pretrained:bool, weights=None)->tuple: # (model, whether its we
         w = enum.DEFAULT
         if _cached(w.url) or url_reachable(w.url): weights = w
         else: warnings.warn(f"no pretrained weights for {arch.__name__}: they are not in torch's cache and {urlparse(w.url).hostname} "
-                            "can't be reached, so the model starts from random weights (and `fine_tune` trains all of it)")
+                            f"can't be reached, so the model starts from random weights{then}")
     return arch(weights=weights), weights is not None
 
 # %% ../nbs/07_learner.ipynb #9dc092f9
-def _body(model, n_in, pretrained, cut, min_map, size, default_cut=None):
-    "`create_body` with `cut`; without one, the arch's, less the last groups while their maps would be under `min_map` a side"
+def _body(model, n_in, pretrained, cut, min_map, size, default_cut=None, shorter=0):
+    "`create_body` with `cut`; without one, the arch's, less the last groups while their maps would be under `min_map` a side, and `shorter` more"
     body = create_body(model, n_in, pretrained, ifnone(cut, default_cut))
-    if cut is None and min_map:
+    if cut is None and (min_map or shorter):
         sides = [min(s[-2:]) for s in model_sizes(body, size=size)]
-        keep = next((i + 1 for i in reversed(range(len(sides))) if sides[i] >= min_map), 1)
-        body = body[:keep]
+        keep = next((i + 1 for i in reversed(range(len(sides))) if sides[i] >= (min_map or 0)), 1)
+        body = body[:max(1, keep - shorter)]
     return body
 
 # %% ../nbs/07_learner.ipynb #8e99de86
@@ -85,7 +85,7 @@ def _timm_cached(cfg)->str|None: # the local file that holds `cfg`'s weights, or
     if cfg.url and _cached(cfg.url): return str(Path(torch.hub.get_dir())/'checkpoints'/cfg.url.rsplit('/', 1)[-1])
 
 # %% ../nbs/07_learner.ipynb #6a528cf7
-def _timm_model(arch:str, pretrained:bool, n_in:int=3, weights=None)->tuple: # (model without classifier, whether its weights are pretrained)
+def _timm_model(arch:str, pretrained:bool, n_in:int=3, weights=None, then=" (and `fine_tune` trains all of it)")->tuple: # (model without classifier, whether its weights are pretrained)
     "timm's `arch` with its ImageNet weights when they are cached or downloadable, else random ones"
     timm = _timm()
     if weights is not None: raise ValueError("`weights` is for torchvision archs: a timm arch names its weights, e.g. 'convnext_tiny.fb_in22k'")
@@ -99,36 +99,36 @@ def _timm_model(arch:str, pretrained:bool, n_in:int=3, weights=None)->tuple: # (
         if f := _timm_cached(cfg): overlay = dict(file=f)                            # read from disk: no network call
         elif not (host and url_reachable(host)):
             warnings.warn(f"no pretrained weights for {arch}: they are not in the Hugging Face or torch cache and "
-                          f"{urlparse(host).hostname or 'timm'} can't be reached, so the model starts from random weights (and `fine_tune` trains all of it)")
+                          f"{urlparse(host).hostname or 'timm'} can't be reached, so the model starts from random weights{then}")
             pretrained = False
     return timm.create_model(arch, pretrained=pretrained, num_classes=0, in_chans=n_in, pretrained_cfg_overlay=overlay), pretrained
 
 # %% ../nbs/07_learner.ipynb #3a0b646b
-def _timm_prune(model, arch, n_in, cut, min_map, size):
-    "Remove `model`'s feature stages after stage `cut`; without one, after the last stage whose maps are at least `min_map` a side"
+def _timm_prune(model, arch, n_in, cut, min_map, size, shorter=0):
+    "Remove `model`'s feature stages after stage `cut`; without one, after the last stage whose maps are at least `min_map` a side, and `shorter` more"
     if cut is not None and (not isinstance(cut, int) or isinstance(cut, bool)):
         raise TypeError(f"for a timm arch, `cut` is an int, the last feature stage to keep (-2 drops the last one), not {type(cut).__name__}")
     if not callable(getattr(model, 'prune_intermediate_layers', None)):
         if cut is not None: raise ValueError(f"`cut` needs timm's `prune_intermediate_layers`, which {type(model).__name__} lacks in this timm: upgrade timm or leave `cut` out")
         return
-    if cut is None and not min_map: return
+    if cut is None and not (min_map or shorter): return
     with torch.no_grad(): feats = model.eval().forward_intermediates(torch.zeros(1, n_in, *size), intermediates_only=True)
     model.train()
     n = len(feats)
     if cut is not None and not -n <= cut < n: raise ValueError(f"`cut` {cut} is out of range: timm's {arch!r} has {n} feature stages")
-    keep = cut % n if cut is not None else next((i for i in reversed(range(n)) if min(feats[i].shape[-2:]) >= min_map), 0)
+    keep = cut % n if cut is not None else max(0, next((i for i in reversed(range(n)) if min(feats[i].shape[-2:]) >= (min_map or 0)), 0) - shorter)
     if keep == n - 1: return
     model.prune_intermediate_layers([keep])
     model.num_features = feats[keep].shape[1]                      # the channels the features now have, whatever timm's version set
     if len(model.feature_info) == n: model.feature_info = model.feature_info[:keep + 1]   # timm leaves the pruned stages listed
 
 # %% ../nbs/07_learner.ipynb #f542addc
-def _timm_body(model, arch, n_in, pretrained, cut, min_map, size)->TimmBody:
-    "fastai's `TimmBody` of `model` up to feature stage `cut`; without one, less the last stages while their maps would be under `min_map` a side"
+def _timm_body(model, arch, n_in, pretrained, cut, min_map, size, shorter=0)->TimmBody:
+    "fastai's `TimmBody` of `model` up to feature stage `cut`; without one, less the last stages while their maps would be under `min_map` a side, and `shorter` more"
     if model.default_cfg.get('pool_size') is None:                 # fastai's `TimmBody` then gives pooled features
         raise ValueError(f"timm's {arch!r} gives no feature map for a GAP → Linear head (as a ViT): CAM needs one; "
                          "use a convolutional arch, or `vision_learner` and `gradcam_maps`")
-    _timm_prune(model, arch, n_in, cut, min_map, size)
+    _timm_prune(model, arch, n_in, cut, min_map, size, shorter)
     body = TimmBody(model, pretrained, None, n_in)
     with torch.no_grad(): out = body.eval()(torch.zeros(1, n_in, *size))
     body.train()
@@ -163,14 +163,15 @@ def _bf16_forward(model:nn.Module):
 class CAMLearner(Learner):
     "A `Learner` that trains every layer on one schedule when the model starts from random weights, in bfloat16 on a CPU that has it"
     bf16 = None                                                   # True, False, or None: where the CPU has native bfloat16
+    scratch_epochs = 4                                            # from scratch, `fine_tune`'s default `freeze_epochs`
     @property
     def trains_bf16(self)->bool: return _native_bf16() if self.bf16 is None else bool(self.bf16)
     @delegates(Learner.fit_one_cycle)
     def fine_tune(self, epochs, base_lr=2e-3, freeze_epochs=None, lr_mult=100, pct_start=0.3, div=5.0, **kwargs):
-        "fastai's `fine_tune` on pretrained weights; from scratch, one `fit_one_cycle` of `freeze_epochs` (default 4) + `epochs` over the whole model"
+        "fastai's `fine_tune` on pretrained weights; from scratch, one `fit_one_cycle` of `freeze_epochs` (default `scratch_epochs`) + `epochs` over the whole model"
         if getattr(self, 'pretrained', True):
             return super().fine_tune(epochs, base_lr, ifnone(freeze_epochs, 1), lr_mult, pct_start, div, **kwargs)
-        self.fit_one_cycle(ifnone(freeze_epochs, 4) + epochs, base_lr, **kwargs)
+        self.fit_one_cycle(ifnone(freeze_epochs, self.scratch_epochs) + epochs, base_lr, **kwargs)
 
     def _do_one_batch(self):
         if not (self.trains_bf16 and getattr(self, 'training', False) and self.xb[0].device.type == 'cpu'): return super()._do_one_batch()
@@ -180,16 +181,20 @@ class CAMLearner(Learner):
 def _cb_name(cb): return camel2snake(re.sub('Callback$', '', cb.__name__)) if isinstance(cb, type) else cb.name   # fastai's attribute name
 
 # %% ../nbs/07_learner.ipynb #5b0d7c31
-def _cam_body(dls, arch, meta, normalize, pretrained, weights, cut, min_map, n_in)->tuple: # (model, body, whether pretrained)
+def _cam_body(dls, arch, meta, normalize, pretrained, weights, cut, min_map, n_in)->tuple: # (model, body, whether pretrained, whether shortened)
     "`cam_learner`'s body: a torchvision arch through `create_body`, a timm one through `TimmBody`; `dls` normalised to its weights"
-    size = dls.one_batch()[0].shape[-2:]
+    size, asked = dls.one_batch()[0].shape[-2:], pretrained and weights is None
+    then = (": `cam_learner` trains it from scratch, on a body one group shorter than with weights, in `fine_tune(epochs)` of "
+            "2 + `epochs` epochs (`pretrained=False`: the whole body, 4 + `epochs`)") if cut is None else " (and `fine_tune` trains all of it)"
     if isinstance(arch, str):
-        model, pretrained = _timm_model(arch, pretrained, n_in, weights)
+        model, pretrained = _timm_model(arch, pretrained, n_in, weights, then)
         if normalize: _timm_norm(dls, model.pretrained_cfg, pretrained, n_in)
-        return model, _timm_body(model, arch, n_in, pretrained, cut, min_map, size), pretrained
-    model, pretrained = _model(arch, pretrained, weights)
+        short = asked and not pretrained and cut is None
+        return model, _timm_body(model, arch, n_in, pretrained, cut, min_map, size, int(short)), pretrained, short
+    model, pretrained = _model(arch, pretrained, weights, then)
     if normalize: _add_norm(dls, meta, pretrained, n_in)
-    return model, _body(model, n_in, pretrained, cut, min_map, size, meta['cut']), pretrained
+    short = asked and not pretrained and cut is None
+    return model, _body(model, n_in, pretrained, cut, min_map, size, meta['cut'], int(short)), pretrained, short
 
 # %% ../nbs/07_learner.ipynb #d5b207e3
 @delegates(vision_learner, but=['cut', 'custom_head', 'concat_pool', 'pool', 'lin_ftrs', 'first_bn', 'bn_final', 'lin_first', 'y_range'])
@@ -213,7 +218,7 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
     n_out = ifnone(n_out, get_c(dls))
     if not n_out: raise ValueError("`n_out` could not be inferred from `dls`: pass `n_out=` (the number of classes)")
     meta = model_meta.get(arch, _default_meta)
-    model, body, pretrained = _cam_body(dls, arch, meta, normalize, pretrained, weights, cut, min_map, n_in)
+    model, body, pretrained, short = _cam_body(dls, arch, meta, normalize, pretrained, weights, cut, min_map, n_in)
     head = cam_head(model.num_features if isinstance(body, TimmBody) else num_features_model(body), n_out, ps)
     apply_init(head, init)
     cbs = L(cbs)
@@ -221,7 +226,7 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
     splitter = ifnone(splitter, meta['split'] if pretrained else trainable_params)
     learn = CAMLearner(dls, nn.Sequential(body, head), splitter=splitter, cbs=cbs, **kwargs)
     if pretrained: learn.freeze()
-    store_attr('arch,normalize,n_out,pretrained,bf16', self=learn)
+    store_attr('arch,normalize,n_out,pretrained,bf16', self=learn, scratch_epochs=2 if short else 4)   # 2: offline (see "Offline")
     return learn
 
 # %% ../nbs/07_learner.ipynb #cec81711

@@ -7,20 +7,22 @@ from fastcam.callback import load_cams
 import fastcam.callback as fcb
 
 def test_headline_session():
-    """pets_dls → cam_learner(resnet34) → fine_tune(1) → show_cam, offline: trains from scratch (five epochs, in bfloat16 where
-    the CPU has it) to ≤ 5 % error, shows and saves the top losses, and leaves no hook."""
+    """pets_dls → cam_learner(resnet34) → fine_tune(1) → show_cam, offline: trains from scratch (the body to layer2, three
+    epochs, in bfloat16 where the CPU has it) to ≤ 5 % error, shows and saves the top losses, and leaves no hook."""
     dls = pets_dls()
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
         learn = cam_learner(dls, resnet34, metrics=error_rate)
     if not learn.pretrained:                           # offline (CI): it says so, and trains from scratch
         assert any('no pretrained weights for resnet34' in str(o.message) for o in w)
+        assert len(learn.model[0]) == 6 and learn.scratch_epochs == 2      # conv1 bn1 relu maxpool layer1 layer2; 2 + 1 epochs
     with learn.no_bar(): learn.fine_tune(1)
     with learn.no_bar(): err = learn.validate()[1]
     assert err <= 0.05
     axs = learn.show_cam()
     res = learn.top_loss_cam.result
     assert [ax.get_title() for ax in axs] == res.titles() and len(res) == 9
+    assert res.maps.shape[-2:] == ((12, 12) if not learn.pretrained else (6, 6))
     with learn.no_bar(): _, _, losses = learn.get_preds(with_loss=True)
     assert res.idxs.tolist() == losses.topk(9).indices.tolist()
     saved = load_cams(learn.path/'cams')
