@@ -48,7 +48,7 @@ def cam_head(nf:int, # channels of the body's features
 # %% ../nbs/07_learner.ipynb #9784ea09
 def _cached(url): return (Path(torch.hub.get_dir())/'checkpoints'/url.rsplit('/', 1)[-1]).exists()
 
-def _model(arch, pretrained:bool, weights=None, then=" (and `fine_tune` trains all of it)")->tuple: # (model, whether its weights are pretrained)
+def _model(arch, pretrained:bool, weights=None)->tuple: # (model, whether its weights are pretrained)
     "`arch` with `weights`, or with its default ImageNet weights when they are cached or downloadable, else random ones"
     try: enum = torchvision.models.get_model_weights(arch)
     except (ValueError, KeyError, TypeError, AttributeError): return arch(pretrained=pretrained), pretrained  # fastai's convention
@@ -56,18 +56,19 @@ def _model(arch, pretrained:bool, weights=None, then=" (and `fine_tune` trains a
         w = enum.DEFAULT
         if _cached(w.url) or url_reachable(w.url): weights = w
         else: warnings.warn(f"no pretrained weights for {arch.__name__}: they are not in torch's cache and {urlparse(w.url).hostname} "
-                            f"can't be reached, so the model starts from random weights{then}")
+                            "can't be reached, so the model starts from random weights")
     return arch(weights=weights), weights is not None
 
 # %% ../nbs/07_learner.ipynb #9dc092f9
-def _body(model, n_in, pretrained, cut, min_map, size, default_cut=None, shorter=0):
-    "`create_body` with `cut`; without one, the arch's, less the last groups while their maps would be under `min_map` a side, and `shorter` more"
+def _body(model, n_in, pretrained, cut, min_map, size, default_cut=None, shorter=False)->tuple: # (body, whether `shorter` cut it)
+    "`create_body` with `cut`; without one, the arch's, less the last groups while their maps would be under `min_map` a side"
     body = create_body(model, n_in, pretrained, ifnone(cut, default_cut))
-    if cut is None and (min_map or shorter):
+    if cut is not None: return body, False
+    if min_map:
         sides = [min(s[-2:]) for s in model_sizes(body, size=size)]
-        keep = next((i + 1 for i in reversed(range(len(sides))) if sides[i] >= (min_map or 0)), 1)
-        body = body[:max(1, keep - shorter)]
-    return body
+        body = body[:next((i + 1 for i in reversed(range(len(sides))) if sides[i] >= min_map), 1)]
+    if shorter and len(body) > 1 and type(body[-1]) is type(body[-2]): return body[:-1], True   # one group less: a ResNet's layer3 → layer2
+    return body, False
 
 # %% ../nbs/07_learner.ipynb #8e99de86
 def _timm():
@@ -85,7 +86,7 @@ def _timm_cached(cfg)->str|None: # the local file that holds `cfg`'s weights, or
     if cfg.url and _cached(cfg.url): return str(Path(torch.hub.get_dir())/'checkpoints'/cfg.url.rsplit('/', 1)[-1])
 
 # %% ../nbs/07_learner.ipynb #6a528cf7
-def _timm_model(arch:str, pretrained:bool, n_in:int=3, weights=None, then=" (and `fine_tune` trains all of it)")->tuple: # (model without classifier, whether its weights are pretrained)
+def _timm_model(arch:str, pretrained:bool, n_in:int=3, weights=None)->tuple: # (model without classifier, whether its weights are pretrained)
     "timm's `arch` with its ImageNet weights when they are cached or downloadable, else random ones"
     timm = _timm()
     if weights is not None: raise ValueError("`weights` is for torchvision archs: a timm arch names its weights, e.g. 'convnext_tiny.fb_in22k'")
@@ -99,36 +100,39 @@ def _timm_model(arch:str, pretrained:bool, n_in:int=3, weights=None, then=" (and
         if f := _timm_cached(cfg): overlay = dict(file=f)                            # read from disk: no network call
         elif not (host and url_reachable(host)):
             warnings.warn(f"no pretrained weights for {arch}: they are not in the Hugging Face or torch cache and "
-                          f"{urlparse(host).hostname or 'timm'} can't be reached, so the model starts from random weights{then}")
+                          f"{urlparse(host).hostname or 'timm'} can't be reached, so the model starts from random weights")
             pretrained = False
     return timm.create_model(arch, pretrained=pretrained, num_classes=0, in_chans=n_in, pretrained_cfg_overlay=overlay), pretrained
 
 # %% ../nbs/07_learner.ipynb #3a0b646b
-def _timm_prune(model, arch, n_in, cut, min_map, size, shorter=0):
-    "Remove `model`'s feature stages after stage `cut`; without one, after the last stage whose maps are at least `min_map` a side, and `shorter` more"
+def _timm_prune(model, arch, n_in, cut, min_map, size, shorter=False)->bool: # whether `shorter` took a stage off
+    "Remove `model`'s feature stages after stage `cut`; without one, after the last stage whose maps are at least `min_map` a side (`shorter`: one more)"
     if cut is not None and (not isinstance(cut, int) or isinstance(cut, bool)):
         raise TypeError(f"for a timm arch, `cut` is an int, the last feature stage to keep (-2 drops the last one), not {type(cut).__name__}")
     if not callable(getattr(model, 'prune_intermediate_layers', None)):
         if cut is not None: raise ValueError(f"`cut` needs timm's `prune_intermediate_layers`, which {type(model).__name__} lacks in this timm: upgrade timm or leave `cut` out")
-        return
-    if cut is None and not (min_map or shorter): return
+        return False
+    if cut is None and not (min_map or shorter): return False
     with torch.no_grad(): feats = model.eval().forward_intermediates(torch.zeros(1, n_in, *size), intermediates_only=True)
     model.train()
     n = len(feats)
     if cut is not None and not -n <= cut < n: raise ValueError(f"`cut` {cut} is out of range: timm's {arch!r} has {n} feature stages")
-    keep = cut % n if cut is not None else max(0, next((i for i in reversed(range(n)) if min(feats[i].shape[-2:]) >= (min_map or 0)), 0) - shorter)
-    if keep == n - 1: return
+    base = next((i for i in reversed(range(n)) if min(feats[i].shape[-2:]) >= (min_map or 0)), 0)
+    short = bool(cut is None and shorter and base > 0)
+    keep = cut % n if cut is not None else base - short
+    if keep == n - 1: return False
     model.prune_intermediate_layers([keep])
     model.num_features = feats[keep].shape[1]                      # the channels the features now have, whatever timm's version set
     if len(model.feature_info) == n: model.feature_info = model.feature_info[:keep + 1]   # timm leaves the pruned stages listed
+    return short
 
 # %% ../nbs/07_learner.ipynb #f542addc
-def _timm_body(model, arch, n_in, pretrained, cut, min_map, size, shorter=0)->TimmBody:
-    "fastai's `TimmBody` of `model` up to feature stage `cut`; without one, less the last stages while their maps would be under `min_map` a side, and `shorter` more"
+def _timm_body(model, arch, n_in, pretrained, cut, min_map, size, shorter=False)->tuple: # (TimmBody, whether `shorter` took a stage off)
+    "fastai's `TimmBody` of `model` up to feature stage `cut`; without one, less the last stages while their maps would be under `min_map` a side"
     if model.default_cfg.get('pool_size') is None:                 # fastai's `TimmBody` then gives pooled features
         raise ValueError(f"timm's {arch!r} gives no feature map for a GAP → Linear head (as a ViT): CAM needs one; "
                          "use a convolutional arch, or `vision_learner` and `gradcam_maps`")
-    _timm_prune(model, arch, n_in, cut, min_map, size, shorter)
+    short = _timm_prune(model, arch, n_in, cut, min_map, size, shorter)
     body = TimmBody(model, pretrained, None, n_in)
     with torch.no_grad(): out = body.eval()(torch.zeros(1, n_in, *size))
     body.train()
@@ -138,7 +142,7 @@ def _timm_body(model, arch, n_in, pretrained, cut, min_map, size, shorter=0)->Ti
     if min_map and not callable(getattr(model, 'prune_intermediate_layers', None)) and min(out.shape[-2:]) < min_map:
         warnings.warn(f"{type(model).__name__} has no `prune_intermediate_layers` in this timm, so its last stages stay: its maps are "
                       f"{out.shape[-2]}×{out.shape[-1]}, under `min_map`={min_map}; upgrade timm or use larger images")
-    return body
+    return body, short
 
 # %% ../nbs/07_learner.ipynb #9fe95abe
 @functools.cache
@@ -168,7 +172,7 @@ class CAMLearner(Learner):
     def trains_bf16(self)->bool: return _native_bf16() if self.bf16 is None else bool(self.bf16)
     @delegates(Learner.fit_one_cycle)
     def fine_tune(self, epochs, base_lr=2e-3, freeze_epochs=None, lr_mult=100, pct_start=0.3, div=5.0, **kwargs):
-        "fastai's `fine_tune` on pretrained weights; from scratch, one `fit_one_cycle` of `freeze_epochs` (default `scratch_epochs`) + `epochs` over the whole model"
+        "fastai's `fine_tune` on pretrained weights; from scratch, one `fit_one_cycle` of `freeze_epochs` (default `scratch_epochs`: 4, offline 2) + `epochs` over the whole model"
         if getattr(self, 'pretrained', True):
             return super().fine_tune(epochs, base_lr, ifnone(freeze_epochs, 1), lr_mult, pct_start, div, **kwargs)
         self.fit_one_cycle(ifnone(freeze_epochs, self.scratch_epochs) + epochs, base_lr, **kwargs)
@@ -181,20 +185,26 @@ class CAMLearner(Learner):
 def _cb_name(cb): return camel2snake(re.sub('Callback$', '', cb.__name__)) if isinstance(cb, type) else cb.name   # fastai's attribute name
 
 # %% ../nbs/07_learner.ipynb #5b0d7c31
+_OFFLINE_EPOCHS = 2                                               # `scratch_epochs` of the offline stand-in for pretrained weights
+
 def _cam_body(dls, arch, meta, normalize, pretrained, weights, cut, min_map, n_in)->tuple: # (model, body, whether pretrained, whether shortened)
     "`cam_learner`'s body: a torchvision arch through `create_body`, a timm one through `TimmBody`; `dls` normalised to its weights"
-    size, asked = dls.one_batch()[0].shape[-2:], pretrained and weights is None
-    then = (": `cam_learner` trains it from scratch, on a body one group shorter than with weights, in `fine_tune(epochs)` of "
-            "2 + `epochs` epochs (`pretrained=False`: the whole body, 4 + `epochs`)") if cut is None else " (and `fine_tune` trains all of it)"
-    if isinstance(arch, str):
-        model, pretrained = _timm_model(arch, pretrained, n_in, weights, then)
-        if normalize: _timm_norm(dls, model.pretrained_cfg, pretrained, n_in)
-        short = asked and not pretrained and cut is None
-        return model, _timm_body(model, arch, n_in, pretrained, cut, min_map, size, int(short)), pretrained, short
-    model, pretrained = _model(arch, pretrained, weights, then)
-    if normalize: _add_norm(dls, meta, pretrained, n_in)
-    short = asked and not pretrained and cut is None
-    return model, _body(model, n_in, pretrained, cut, min_map, size, meta['cut'], int(short)), pretrained, short
+    size, asked, timm = dls.one_batch()[0].shape[-2:], pretrained and weights is None, isinstance(arch, str)
+    with warnings.catch_warnings(record=True) as caught:                  # "no pretrained weights": said below, with what follows
+        warnings.simplefilter('always')
+        model, pretrained = _timm_model(arch, pretrained, n_in, weights) if timm else _model(arch, pretrained, weights)
+    if normalize: _timm_norm(dls, model.pretrained_cfg, pretrained, n_in) if timm else _add_norm(dls, meta, pretrained, n_in)
+    offline = asked and not pretrained                                    # weights asked for, none to be had: one group shorter
+    body, short = (_timm_body(model, arch, n_in, pretrained, cut, min_map, size, offline) if timm else
+                   _body(model, n_in, pretrained, cut, min_map, size, meta['cut'], offline))
+    for w in caught:
+        if not str(w.message).startswith('no pretrained weights for'): warnings.warn(w.message); continue
+        warnings.warn(str(w.message) + (f": `cam_learner` trains it from scratch on a body one {'stage' if timm else 'group'} shorter "
+            f"than with weights, and `fine_tune(epochs)` is {_OFFLINE_EPOCHS} + `epochs` epochs (`pretrained=False`: the body "
+            f"`min_map` gives, and {CAMLearner.scratch_epochs} + `epochs`)" if short else
+            f" (and `fine_tune` trains all of it, {CAMLearner.scratch_epochs} + `epochs` epochs)"))
+    return model, body, pretrained, short
+
 
 # %% ../nbs/07_learner.ipynb #d5b207e3
 @delegates(vision_learner, but=['cut', 'custom_head', 'concat_pool', 'pool', 'lin_ftrs', 'first_bn', 'bn_final', 'lin_first', 'y_range'])
@@ -202,7 +212,7 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
                 arch, # a torchvision-style model function, e.g. `resnet34`, or a timm architecture's name, e.g. 'convnext_tiny'
                 normalize:bool=True, # add ImageNet normalisation when the weights are pretrained
                 n_out:int=None, # classes: default `dls.c`
-                pretrained:bool=True, # use ImageNet weights when they can be had (cached or downloadable)
+                pretrained:bool=True, # use ImageNet weights when they can be had (cached or downloadable); else a body one group shorter (see "Offline")
                 weights=None, # torchvision weights to use (a timm arch names its weights: 'convnext_tiny.fb_in22k')
                 cut=None, # where the body ends (int or function), as in `create_body`; timm: the last feature stage to keep
                 min_map:int=4, # without `cut`: drop the last groups (timm: stages) while their maps would be under this side
@@ -219,14 +229,14 @@ def cam_learner(dls, # the data, e.g. `pets_dls()`
     if not n_out: raise ValueError("`n_out` could not be inferred from `dls`: pass `n_out=` (the number of classes)")
     meta = model_meta.get(arch, _default_meta)
     model, body, pretrained, short = _cam_body(dls, arch, meta, normalize, pretrained, weights, cut, min_map, n_in)
-    head = cam_head(model.num_features if isinstance(body, TimmBody) else num_features_model(body), n_out, ps)
-    apply_init(head, init)
+    apply_init(head := cam_head(model.num_features if isinstance(body, TimmBody) else num_features_model(body), n_out, ps), init)
     cbs = L(cbs)
     if 'top_loss_cam' not in map(_cb_name, cbs): cbs.append(TopLossCAM())   # one only: fastai names it `learn.top_loss_cam`
     splitter = ifnone(splitter, meta['split'] if pretrained else trainable_params)
     learn = CAMLearner(dls, nn.Sequential(body, head), splitter=splitter, cbs=cbs, **kwargs)
     if pretrained: learn.freeze()
-    store_attr('arch,normalize,n_out,pretrained,bf16', self=learn, scratch_epochs=2 if short else 4)   # 2: offline (see "Offline")
+    store_attr('arch,normalize,n_out,pretrained,bf16', self=learn)
+    if short: learn.scratch_epochs = _OFFLINE_EPOCHS                    # see "Offline: the chapter's session without weights"
     return learn
 
 # %% ../nbs/07_learner.ipynb #cec81711
