@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/learner.html.md"""
 
 # %% ../nbs/07_learner.ipynb #236b8a18
 from __future__ import annotations
-import warnings, functools, difflib, re
+import warnings, functools, difflib, re, importlib.resources
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -265,10 +265,13 @@ def gradcam(self:Learner,
 
 # %% ../nbs/07_learner.ipynb #27659089
 def _pets_model_file(name, size, n, epochs, lr, bs, seed, bf16)->Path:
-    "Where `pets_learner` keeps the weights trained with these settings"
-    return fastai_path('model')/(f'fastcam-pets-{name}-{size}px-n{n}-{epochs}ep-lr{lr:g}-bs{bs}-seed{seed}-'
-                                  f'{"bf16" if bf16 else "fp32"}-torch{torch.__version__.split("+")[0]}.pth')
+    "Where `pets_learner` finds the weights trained with these settings: shipped with fastcam (the lessons' model), else in its cache"
+    key = f'{name}-{size}px-n{n}-{epochs}ep-lr{lr:g}-bs{bs}-seed{seed}'
+    shipped = Path(str(importlib.resources.files('fastcam')))/'models'/f'pets-{key}.pth'
+    if shipped.exists(): return shipped
+    return fastai_path('model')/f'fastcam-pets-{key}-{"bf16" if bf16 else "fp32"}-torch{torch.__version__.split("+")[0]}.pth'
 
+# %% ../nbs/07_learner.ipynb #2b520504
 def pets_learner(arch=torchvision.models.resnet18, # the body: a torchvision-style function, or a timm architecture's name
                  size:int=96, # image side in pixels
                  n:int=2000, # images in the bundled set (80 % to train, 20 % to validate)
@@ -278,18 +281,19 @@ def pets_learner(arch=torchvision.models.resnet18, # the body: a torchvision-sty
                  seed:int=0, # for the weights, the batches and the augmentation
                  path=None, # where the learner works (e.g. its saved maps); default the data's folder
                 )->CAMLearner: # with `history`: the epoch table of its training
-    "A `cam_learner` on the bundled pets, trained from scratch once per setting and cached: the model the lessons explain"
+    "A `cam_learner` on the bundled pets, trained from scratch: the lessons' model ships with fastcam, other settings are trained once and cached"
     set_seed(seed, reproducible=True)
     dls = pets_dls(n=n, size=size, bs=bs, num_workers=0)
     learn = cam_learner(dls, arch, pretrained=False, metrics=error_rate, path=path)
     f = _pets_model_file(getattr(arch, '__name__', arch), size, n, epochs, lr, bs, seed, learn.trains_bf16)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f'{f}.lock'):                                     # one process trains; the others wait, then load
-        if not f.exists():
-            with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
-            names = [o for o in learn.recorder.metric_names if o not in ('epoch', 'time')]
-            hist = dict(epoch=list(range(epochs)), **{k: [float(v[i]) for v in learn.recorder.values] for i, k in enumerate(names)})
-            write_atomic(f, lambda p: torch.save(dict(model=learn.model.state_dict(), history=hist), p))
+    if not f.exists():                                              # neither shipped nor cached: train it, once
+        f.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f'{f}.lock'):                                 # one process trains; the others wait, then load
+            if not f.exists():
+                with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
+                names = [o for o in learn.recorder.metric_names if o not in ('epoch', 'time')]
+                hist = dict(epoch=list(range(epochs)), **{k: [float(v[i]) for v in learn.recorder.values] for i, k in enumerate(names)})
+                write_atomic(f, lambda p: torch.save(dict(model=learn.model.state_dict(), history=hist), p))
     saved = torch.load(f, weights_only=True)
     learn.model.load_state_dict(saved['model'])
     learn.history = pd.DataFrame(saved['history']).set_index('epoch').round(4)
