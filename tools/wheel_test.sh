@@ -13,6 +13,7 @@ tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 # on its match while the producer still writes (SIGPIPE, exit 141) - this failed CI once.
 files="$(unzip -Z1 "$tmp"/dist/*.whl)"
 grep -q 'fastcam-.*dist-info/licenses/LICENSE' <<<"$files" || { echo 'wheel: no LICENSE in the wheel'; exit 1; }
+grep -q 'fastcam/models/pets-resnet18-96px-n2000-6ep-lr0.003-bs32-seed0.pth' <<<"$files" || { echo "wheel: the lessons' model (fastcam/models/) is not in the wheel"; exit 1; }
 base="$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')"
 "$base" -m venv --without-pip "$tmp/venv"                     # no pip, no old setuptools to shadow the test environment's
 site="$("$tmp/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
@@ -27,6 +28,9 @@ torch.manual_seed(0)
 m = resnet18(weights=None).eval()
 maps = gradcam_maps(m, torch.randn(2, 3, 64, 64))
 assert maps.shape == (2, 2, 2) and n_hooks(m) == 0
+from fastcam.learner import _pets_model_file
+f = _pets_model_file('resnet18', 96, 2000, 6, 3e-3, 32, 0, False)          # the lessons' model, shipped: pets_learner() loads it
+assert str(f).startswith(sys.argv[1]) and f.exists(), f
 print(f'wheel: fastcam {fastcam.__version__} from {fastcam.__file__}: gradcam_maps ok')
 PY
 "$tmp/venv/bin/fastcam" --help >/dev/null
