@@ -285,7 +285,8 @@ def pets_learner(arch=torchvision.models.resnet18, # the body: a torchvision-sty
     set_seed(seed, reproducible=True)
     dls = pets_dls(n=n, size=size, bs=bs, num_workers=0)
     learn = cam_learner(dls, arch, pretrained=False, metrics=error_rate, path=path)
-    f = _pets_model_file(getattr(arch, '__name__', arch), size, n, epochs, lr, bs, seed, learn.trains_bf16)
+    name = f'timm-{arch}' if isinstance(arch, str) else arch.__name__   # timm's 'resnet18' is not torchvision's
+    f = _pets_model_file(name, size, n, epochs, lr, bs, seed, learn.trains_bf16)
     if not f.exists():                                              # neither shipped nor cached: train it, once
         f.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f'{f}.lock'):                                 # one process trains; the others wait, then load
